@@ -1,0 +1,1204 @@
+#!/usr/bin/env bash
+# regression.sh: end-to-end regression test of a running auth-server.
+#
+# Usage:
+#   ./regression.sh                                   # against http://localhost:8080
+#   BASE_URL=http://127.0.0.1:18080 ./regression.sh   # against any running server
+#   docker compose up -d && ./regression.sh           # waits for the app to come up
+#
+#   # Also walk the password reset with the mailed token, which only exists
+#   # in the database's mail_outbox table. A local MariaDB/MySQL:
+#   RESET_MAIL_COMMAND='mysql -h127.0.0.1 -uroot auth -N -e "SELECT body FROM mail_outbox WHERE recipient=\"$1\" ORDER BY id DESC LIMIT 1"' ./regression.sh
+#   # The docker compose stack:
+#   RESET_MAIL_COMMAND='docker compose exec -T db mysql -uauth -pauth-local-only auth -N -e "SELECT body FROM mail_outbox WHERE recipient=\"$1\" ORDER BY id DESC LIMIT 1"' ./regression.sh
+#
+# Environment:
+#   BASE_URL          scheme://host:port of the server (default http://localhost:8080)
+#   RESET_MAIL_COMMAND
+#                     a shell command that prints the newest mail_outbox body
+#                     for the recipient given as its first argument; it runs
+#                     as `bash -c "$RESET_MAIL_COMMAND" _ EMAIL`, so write $1
+#                     inside single quotes as above. The token is read from
+#                     the link's `?token=`, whether the body's newlines are
+#                     real or escaped as `\n` (mysql -N). Unset: the reset
+#                     happy path, reuse and supersession of reset tokens, and
+#                     the reset lifting a lockout print one skip line.
+#   EXPECT_SHORT_TTL  1 = the server runs with TOKEN_TTL_SECONDS<=2: check that
+#                     tokens expire (token_expired). Tokens then die too fast for
+#                     the sections that keep one for several requests, so those
+#                     print a skip line instead of running.
+#   SLOW_CHECKS       1 = also check 408 request_timeout, which waits for the
+#                     server's HEADER_TIMEOUT_MS (10 s by default).
+#   EXPECT_NO_RATE_LIMIT
+#                     1 = the server runs with RATE_LIMIT_BURST=0 (limiter
+#                     off): 400 logins without a 429 print a skip line
+#                     instead of failing.
+#   RATE_LIMIT_RECOVERY_SECONDS
+#                     how long to sleep after the rate-limit check, so that an
+#                     immediate re-run is not limited (default 12: a full
+#                     bucket of 100 at the default 600 requests a minute).
+#
+# The server's rate limiter counts POSTs to register, login, password,
+# password/forgot and password/reset per client address. The script stays
+# well under the default burst of 100 until its last check, which floods
+# /auth/login with an unknown email (no hashing) until a 429 rate_limited,
+# then sleeps RATE_LIMIT_RECOVERY_SECONDS so the bucket refills. Lockout
+# checks use an account of their own, so its lock harms nothing else. The
+# 503s (overloaded, database_unavailable) cannot be provoked safely against
+# an arbitrary server; skip lines name the cargo tests that cover them.
+#
+# Needs only curl and python3 (python3 parses JSON and builds strings and raw
+# requests curl cannot send). Every run uses fresh email addresses, so it can
+# be re-run against the same database. It walks every endpoint's success and
+# every documented error status and code, printing one line per check:
+#   ok   <description>
+#   FAIL <description>: expected <x>, got <y>
+# then `N passed, M failed`. Exit status: 0 if nothing failed, 1 if something
+# did, 2 if a required tool is missing or a setting is invalid. Skipped
+# checks count as neither.
+# Tokens and passwords never appear in the output; a failing check shows the
+# response status and up to 200 characters of its body, except bodies that
+# carry a token, which are withheld.
+
+set -uo pipefail
+
+for tool in curl python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "regression.sh: '$tool' is required but was not found in PATH" >&2
+        exit 2
+    fi
+done
+
+# The interpreter itself, not a version-manager shim in front of it: the
+# script starts python a few hundred times.
+PYTHON=$(python3 -c 'import sys; print(sys.executable)') || PYTHON=python3
+
+BASE_URL="${BASE_URL:-http://localhost:8080}"
+BASE_URL="${BASE_URL%/}"
+SHORT_TTL="${EXPECT_SHORT_TTL:-0}"
+SLOW="${SLOW_CHECKS:-0}"
+RESET_MAIL="${RESET_MAIL_COMMAND:-}"
+NO_RATE_LIMIT="${EXPECT_NO_RATE_LIMIT:-0}"
+RECOVERY_SECONDS="${RATE_LIMIT_RECOVERY_SECONDS:-12}"
+WAIT_SECONDS=30
+# The flood that must meet the rate limit: the default burst is 100.
+FLOOD_MAX=400
+
+if [[ ! $RECOVERY_SECONDS =~ ^[0-9]+$ ]]; then
+    echo "regression.sh: RATE_LIMIT_RECOVERY_SECONDS must be a whole number of seconds, got '$RECOVERY_SECONDS'" >&2
+    exit 2
+fi
+
+RUN_ID="$(date +%s)-$$-$RANDOM"
+# Sent on every curl request, so the session list can be checked for it.
+UA="regression.sh (run $RUN_ID)"
+
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+PASSED=0
+FAILED=0
+# The last response: its status code, body text; headers are in $TMP/headers.
+STATUS=000
+BODY=""
+
+# ---------------------------------------------------------------------------
+# Requests
+# ---------------------------------------------------------------------------
+
+# req METHOD PATH [curl args...]: sends one request with curl and stores the
+# answer in STATUS, BODY and $TMP/headers. STATUS is 000 when curl got no
+# response; the reason is then in $TMP/curl.err.
+req() {
+    local method=$1 path=$2
+    shift 2
+    : >"$TMP/headers"
+    : >"$TMP/body"
+    STATUS=$(curl -sS --max-time 30 -A "$UA" -X "$method" \
+        -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' \
+        "$@" "$BASE_URL$path" 2>"$TMP/curl.err")
+    [[ -n $STATUS ]] || STATUS=000
+    BODY=$(<"$TMP/body")
+}
+
+# post_json PATH JSON [curl args...]: POST with a JSON body. The body goes
+# through a file so passwords stay off the process list.
+post_json() {
+    local path=$1 json=$2
+    shift 2
+    printf '%s' "$json" >"$TMP/request"
+    req POST "$path" -H 'Content-Type: application/json' --data-binary @"$TMP/request" "$@"
+}
+
+# auth METHOD PATH TOKEN [curl args...]: a request carrying a Bearer token.
+auth() {
+    local method=$1 path=$2 token=$3
+    shift 3
+    req "$method" "$path" -H "Authorization: Bearer $token" "$@"
+}
+
+# raw_req FILE: sends the bytes of FILE over a plain socket, for requests curl
+# will not produce (smuggling shapes, broken heads, a stalled head). "@HOST@"
+# in FILE becomes the server's host:port. Stores the answer like req.
+raw_req() {
+    : >"$TMP/headers"
+    : >"$TMP/body"
+    STATUS=$("$PYTHON" - "$BASE_URL" "$1" "$TMP/headers" "$TMP/body" <<'PY' 2>"$TMP/curl.err"
+import socket, ssl, sys, urllib.parse
+
+base, request_file, headers_file, body_file = sys.argv[1:5]
+url = urllib.parse.urlsplit(base)
+port = url.port or (443 if url.scheme == "https" else 80)
+with open(request_file, "rb") as f:
+    data = f.read().replace(b"@HOST@", url.netloc.encode())
+sock = socket.create_connection((url.hostname, port), timeout=30)
+if url.scheme == "https":
+    sock = ssl.create_default_context().wrap_socket(sock, server_hostname=url.hostname)
+try:
+    sock.sendall(data)
+except OSError:
+    pass  # the server may answer and close before reading everything
+received = b""
+try:
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+        head, sep, rest = received.partition(b"\r\n\r\n")
+        if sep:
+            length = None
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            if length is not None and len(rest) >= length:
+                break
+except OSError:
+    pass  # a reset after the answer still leaves the answer
+head, _, body = received.partition(b"\r\n\r\n")
+with open(headers_file, "wb") as f:
+    f.write(head + b"\r\n")
+with open(body_file, "wb") as f:
+    f.write(body)
+parts = head.split(b" ")
+print(parts[1].decode() if head.startswith(b"HTTP/") and len(parts) > 1 else "000")
+PY
+    )
+    [[ -n $STATUS ]] || STATUS=000
+    BODY=$(<"$TMP/body")
+}
+
+# ---------------------------------------------------------------------------
+# Reading responses
+# ---------------------------------------------------------------------------
+
+# header NAME: prints the value of NAME in the last response (the final
+# header block, after any 100 Continue). Returns 1 if it is absent.
+header() {
+    local want=${1,,} line name value="" found=1
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line%$'\r'}
+        if [[ $line == HTTP/* ]]; then
+            value=""
+            found=1
+            continue
+        fi
+        [[ $line == *:* ]] || continue
+        name=${line%%:*}
+        if [[ ${name,,} == "$want" ]]; then
+            value=${line#*:}
+            value=${value#"${value%%[![:space:]]*}"}
+            found=0
+        fi
+    done <"$TMP/headers"
+    printf '%s' "$value"
+    return "$found"
+}
+
+# json_get 'EXPR': evaluates the Python expression EXPR with `d` bound to the
+# last response's parsed JSON body. Strings print raw, anything else as JSON
+# (so booleans print true/false). Prints nothing and returns 1 if the body is
+# not JSON or EXPR fails.
+json_get() {
+    "$PYTHON" - "$1" "$TMP/body" <<'PY' 2>/dev/null
+import json, re, sys
+expr, path = sys.argv[1], sys.argv[2]
+try:
+    with open(path, "rb") as f:
+        d = json.loads(f.read())
+    value = eval(expr, {"re": re, "d": d})
+except Exception:
+    sys.exit(1)
+print(value if isinstance(value, str) else json.dumps(value))
+PY
+}
+
+# py CODE [args...]: a small Python computation, for building strings.
+py() {
+    local code=$1
+    shift
+    "$PYTHON" -c "$code" "$@"
+}
+
+# obj KEY VALUE [KEY VALUE...]: prints a JSON object of string members.
+obj() {
+    py 'import json, sys; a = sys.argv[1:]; print(json.dumps(dict(zip(a[::2], a[1::2]))))' "$@"
+}
+
+# snippet: the last body on one line, cut to 200 characters. A body holding
+# a token (a login answer) is withheld so a failure never prints a secret.
+snippet() {
+    local s=${BODY//$'\r'/}
+    s=${s//$'\n'/ }
+    if [[ $s == *'"token"'* ]]; then
+        s='<body withheld: it carries a token>'
+    fi
+    printf '%s' "${s:0:200}"
+}
+
+# got: the last response in a FAIL line.
+got() {
+    if [[ $STATUS == 000 ]]; then
+        printf 'no response (%s)' "$(tr '\n' ' ' <"$TMP/curl.err")"
+    else
+        printf '%s %s' "$STATUS" "$(snippet)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Checks: each prints one line and counts once
+# ---------------------------------------------------------------------------
+
+pass() {
+    PASSED=$((PASSED + 1))
+    printf 'ok   %s\n' "$1"
+}
+
+fail() {
+    FAILED=$((FAILED + 1))
+    printf 'FAIL %s: expected %s, got %s\n' "$1" "$2" "$3"
+}
+
+skip() {
+    printf 'skip %s\n' "$1"
+}
+
+# check_status EXPECTED DESC
+check_status() {
+    if [[ $STATUS == "$1" ]]; then
+        pass "$2"
+    else
+        fail "$2" "status $1" "$(got)"
+    fi
+}
+
+# check_eq DESC EXPECTED ACTUAL (never pass secrets: ACTUAL is printed on failure)
+check_eq() {
+    if [[ $3 == "$2" ]]; then
+        pass "$1"
+    else
+        fail "$1" "'$2'" "'$3'"
+    fi
+}
+
+# check_json DESC EXPR EXPECTED: json_get EXPR on the last body equals EXPECTED.
+check_json() {
+    local actual
+    actual=$(json_get "$2")
+    if [[ $actual == "$3" ]]; then
+        pass "$1"
+    else
+        fail "$1" "$2 == $3" "$(got)"
+    fi
+}
+
+# check_header DESC NAME EXPECTED: the last response's header NAME is exactly EXPECTED.
+check_header() {
+    local actual
+    if ! actual=$(header "$2"); then
+        fail "$1" "header $2: $3" "no $2 header ($(got))"
+    elif [[ $actual == "$3" ]]; then
+        pass "$1"
+    else
+        fail "$1" "header $2: $3" "$2: $actual"
+    fi
+}
+
+# check_problem STATUS CODE DESC: the last response is an RFC 9457 problem
+# with this HTTP status, Content-Type application/problem+json, body.status
+# equal to the HTTP status, body.code CODE, and all the documented members.
+check_problem() {
+    local want_status=$1 want_code=$2 desc=$3 ctype summary
+    ctype=$(header Content-Type)
+    summary=$(json_get '"%s %s %s" % (d["status"], d["code"], all(k in d for k in ("type", "title", "detail", "request_id")))')
+    if [[ $STATUS != "$want_status" ]]; then
+        fail "$desc" "$want_status $want_code" "$(got)"
+    elif [[ ${ctype,,} != application/problem+json* ]]; then
+        fail "$desc" "Content-Type application/problem+json" "Content-Type '$ctype' ($(got))"
+    elif [[ $summary != "$want_status $want_code True" ]]; then
+        fail "$desc" "problem body with status $want_status, code $want_code, type/title/detail/request_id" "$(got)"
+    else
+        pass "$desc"
+    fi
+}
+
+# check_unauthorized CODE DESC: a 401 problem with CODE and the matching
+# WWW-Authenticate challenge (bare for missing_token, error= otherwise).
+check_unauthorized() {
+    local code=$1 desc=$2 want='Bearer error="invalid_token"' actual
+    [[ $code == missing_token ]] && want='Bearer'
+    actual=$(header WWW-Authenticate)
+    if [[ $STATUS == 401 && $actual != "$want" ]]; then
+        fail "$desc" "401 $code with WWW-Authenticate: $want" "WWW-Authenticate: '$actual' ($(got))"
+    else
+        check_problem 401 "$code" "$desc"
+    fi
+}
+
+# login EMAIL PASSWORD: logs in and leaves the token in TOKEN ("" on failure).
+TOKEN=""
+login() {
+    post_json /auth/login "$(obj email "$1" password "$2")"
+    TOKEN=""
+    if [[ $STATUS == 200 ]]; then
+        TOKEN=$(json_get 'd["token"]')
+    fi
+}
+
+# register_ok DESC EMAIL PASSWORD: registers and checks the 201.
+register_ok() {
+    post_json /auth/register "$(obj email "$2" password "$3")"
+    check_status 201 "$1"
+}
+
+# email N: a fresh address for this run.
+email() {
+    printf 'reg-%s-%s@example.com' "$RUN_ID" "$1"
+}
+
+# auth_json METHOD PATH TOKEN JSON: a JSON request carrying a Bearer token,
+# the body through a file like post_json.
+auth_json() {
+    local method=$1 path=$2 token=$3 json=$4
+    printf '%s' "$json" >"$TMP/request"
+    auth "$method" "$path" "$token" -H 'Content-Type: application/json' --data-binary @"$TMP/request"
+}
+
+# check_retry_after DESC: the last response has Retry-After in whole
+# seconds, at least 1 (RFC 9110 also allows a date; this server sends
+# seconds).
+check_retry_after() {
+    local actual
+    if ! actual=$(header Retry-After); then
+        fail "$1" "a Retry-After header" "no Retry-After header ($(got))"
+    elif [[ $actual =~ ^[1-9][0-9]*$ ]]; then
+        pass "$1"
+    else
+        fail "$1" "Retry-After: a whole number of seconds >= 1" "Retry-After: '$actual'"
+    fi
+}
+
+# reset_token_for DESC EMAIL: runs RESET_MAIL_COMMAND for EMAIL and leaves
+# the token of the reset link in the mail it prints in RESET_TOKEN. Checks
+# (as DESC) that there is one, 43 base64url characters; returns 1 if not.
+# The mail goes to python on stdin and the token never reaches the output.
+RESET_TOKEN=""
+reset_token_for() {
+    local desc=$1 recipient=$2 mail rc
+    RESET_TOKEN=""
+    mail=$(bash -c "$RESET_MAIL" _ "$recipient" 2>"$TMP/mail.err")
+    rc=$?
+    if ((rc != 0)); then
+        fail "$desc" "RESET_MAIL_COMMAND to exit 0" \
+            "exit status $rc, stderr: '$(head -c 200 "$TMP/mail.err" | tr '\n' ' ')'"
+        return 1
+    fi
+    # Base64url has no backslash, so a newline escaped as \n (mysql -N)
+    # ends the token just as a real one does.
+    RESET_TOKEN=$(py 'import re, sys
+m = re.search(r"[?&]token=([A-Za-z0-9_-]*)", sys.stdin.read())
+print(m.group(1) if m else "")' <<<"$mail")
+    if [[ $RESET_TOKEN =~ ^[A-Za-z0-9_-]{43}$ ]]; then
+        pass "$desc"
+    elif [[ -z $mail ]]; then
+        fail "$desc" "the mail body on RESET_MAIL_COMMAND's output" "no output for $recipient"
+    elif [[ $mail != *token=* ]]; then
+        fail "$desc" "a link with ?token= in the mail" "${#mail} characters without one"
+    else
+        fail "$desc" "a token of 43 base64url characters" "a token of ${#RESET_TOKEN} characters"
+    fi
+    [[ ${#RESET_TOKEN} == 43 ]]
+}
+
+# flood MAX: POSTs /auth/login for an unknown email (the server answers
+# without hashing) over one keep-alive connection until an answer other
+# than 404, at most MAX times. Stores the last answer like req and sets
+# FLOOD_COUNT to the number of requests sent.
+FLOOD_COUNT=0
+flood() {
+    local out
+    : >"$TMP/headers"
+    : >"$TMP/body"
+    out=$("$PYTHON" - "$BASE_URL" "$UA" "$(email flood)" "$1" "$TMP/headers" "$TMP/body" <<'PY' 2>"$TMP/curl.err"
+import http.client, json, sys, urllib.parse
+
+base, ua, email, limit, headers_file, body_file = sys.argv[1:7]
+url = urllib.parse.urlsplit(base)
+https = url.scheme == "https"
+connection_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
+port = url.port or (443 if https else 80)
+body = json.dumps({"email": email, "password": "Reg-flood-password"}).encode()
+headers = {"Content-Type": "application/json", "User-Agent": ua}
+conn = None
+
+
+def send():
+    global conn
+    if conn is None:
+        conn = connection_class(url.hostname, port, timeout=30)
+    conn.request("POST", url.path + "/auth/login", body=body, headers=headers)
+    reply = conn.getresponse()
+    return reply, reply.read()
+
+
+for n in range(1, int(limit) + 1):
+    try:
+        reply, data = send()
+    except (OSError, http.client.HTTPException):
+        # The server may close a kept-alive connection; one fresh try.
+        conn.close()
+        conn = None
+        reply, data = send()
+    if reply.will_close:
+        conn.close()
+        conn = None
+    if reply.status != 404 or n == int(limit):
+        break
+with open(headers_file, "w") as f:
+    f.write("HTTP/1.1 %d %s\r\n" % (reply.status, reply.reason))
+    f.writelines("%s: %s\r\n" % pair for pair in reply.getheaders())
+with open(body_file, "wb") as f:
+    f.write(data)
+print(n, reply.status)
+PY
+    )
+    read -r FLOOD_COUNT STATUS <<<"$out"
+    [[ -n $STATUS ]] || STATUS=000
+    BODY=$(<"$TMP/body")
+}
+
+# ---------------------------------------------------------------------------
+# Wait for the server
+# ---------------------------------------------------------------------------
+
+echo "regression.sh: testing $BASE_URL (run $RUN_ID)"
+deadline=$((SECONDS + WAIT_SECONDS))
+while :; do
+    req GET /healthz --max-time 2
+    [[ $STATUS == 200 ]] && break
+    if ((SECONDS >= deadline)); then
+        fail "GET /healthz answers 200 within ${WAIT_SECONDS} s (is the server running at $BASE_URL?)" "200" "$(got)"
+        echo "$PASSED passed, $FAILED failed"
+        exit 1
+    fi
+    sleep 1
+done
+
+# ---------------------------------------------------------------------------
+# HTTP layer
+# ---------------------------------------------------------------------------
+
+req GET /healthz
+check_status 200 "GET /healthz is 200"
+check_json "GET /healthz body is {\"status\":\"ok\"}" 'd == {"status": "ok"}' true
+check_eq "GET /healthz Content-Type is application/json" "application/json" "$(header Content-Type | cut -d';' -f1)"
+check_eq "responses carry X-Request-Id" "yes" "$(header X-Request-Id >/dev/null && echo yes || echo no)"
+
+req GET /nope -H "X-Request-Id: reg-$RUN_ID"
+check_problem 404 not_found "GET /nope is 404 not_found"
+check_header "a client X-Request-Id is echoed in the header" X-Request-Id "reg-$RUN_ID"
+check_json "a client X-Request-Id is echoed as the problem's request_id" 'd["request_id"]' "reg-$RUN_ID"
+
+req DELETE /healthz
+check_problem 405 method_not_allowed "DELETE /healthz is 405 method_not_allowed"
+check_header "DELETE /healthz lists Allow: GET" Allow GET
+req GET /auth/login
+check_problem 405 method_not_allowed "GET /auth/login is 405 method_not_allowed"
+check_header "GET /auth/login lists Allow: POST" Allow POST
+req POST /auth/me
+check_problem 405 method_not_allowed "POST /auth/me is 405 method_not_allowed"
+check_header "POST /auth/me lists Allow: GET, PATCH, DELETE" Allow "GET, PATCH, DELETE"
+req GET /auth/password/forgot
+check_problem 405 method_not_allowed "GET /auth/password/forgot is 405 method_not_allowed"
+check_header "GET /auth/password/forgot lists Allow: POST" Allow POST
+req GET /auth/password/reset
+check_problem 405 method_not_allowed "GET /auth/password/reset is 405 method_not_allowed"
+check_header "GET /auth/password/reset lists Allow: POST" Allow POST
+req GET "/auth/sessions/0123456789abcdef0123456789abcdef"
+check_problem 405 method_not_allowed "GET /auth/sessions/{id} is 405 method_not_allowed"
+check_header "GET /auth/sessions/{id} lists Allow: DELETE" Allow DELETE
+
+req POST /auth/register -H 'Content-Type: text/plain' --data-binary '{"email":"a@example.com","password":"x"}'
+check_problem 415 unsupported_media_type "register with Content-Type text/plain is 415 unsupported_media_type"
+req POST /auth/register -H 'Content-Type:' --data-binary '{"email":"a@example.com","password":"x"}'
+check_problem 415 unsupported_media_type "register without Content-Type is 415 unsupported_media_type"
+
+# 70000 bytes, over the 64 KiB limit. Expect: 100-continue makes every curl
+# version wait for the server's early answer instead of racing to send it all.
+py 'import sys; sys.stdout.write("{\"email\":\"" + "a" * (70000 - 14) + "\"}")' >"$TMP/big.json"
+req POST /auth/register -H 'Content-Type: application/json' -H 'Expect: 100-continue' --data-binary @"$TMP/big.json"
+check_problem 413 payload_too_large "a 70000-byte body is 413 payload_too_large"
+
+printf -v big '%17408s' ''
+req GET /healthz -H "X-Big: ${big// /x}"
+check_problem 431 headers_too_large "a 17 KiB header is 431 headers_too_large"
+many=()
+for i in $(seq 1 65); do
+    many+=(-H "X-Field-$i: $i")
+done
+req GET /healthz "${many[@]}"
+check_problem 431 headers_too_large "65 header fields are 431 headers_too_large"
+
+req POST /auth/register -H 'Content-Type: application/json' -H 'Expect: something-else' --data-binary '{}'
+check_problem 417 expectation_failed "Expect: something-else is 417 expectation_failed"
+
+# Framing errors are sent raw: curl versions differ in what they let through.
+printf 'POST /auth/register HTTP/1.1\r\nHost: @HOST@\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' >"$TMP/raw"
+raw_req "$TMP/raw"
+check_problem 400 bad_request "Content-Length with Transfer-Encoding is 400 bad_request"
+check_eq "Content-Length with Transfer-Encoding closes the connection" "close" "$(header Connection)"
+printf 'POST /auth/register HTTP/1.1\r\nHost: @HOST@\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}' >"$TMP/raw"
+raw_req "$TMP/raw"
+check_problem 400 bad_request "differing Content-Lengths are 400 bad_request"
+printf 'POST /auth/register HTTP/1.1\r\nHost: @HOST@\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n' >"$TMP/raw"
+raw_req "$TMP/raw"
+check_problem 400 bad_request "Transfer-Encoding other than chunked is 400 bad_request"
+printf 'POST /auth/register HTTP/1.1\r\nHost: @HOST@\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n' >"$TMP/raw"
+raw_req "$TMP/raw"
+check_problem 400 bad_request "bad chunking is 400 bad_request"
+printf 'GET /healthz HTTP/1.1\r\n\r\n' >"$TMP/raw"
+raw_req "$TMP/raw"
+check_problem 400 bad_request "HTTP/1.1 without Host is 400 bad_request"
+printf 'GET /healthz HTTP/1.1 extra\r\nHost: @HOST@\r\n\r\n' >"$TMP/raw"
+raw_req "$TMP/raw"
+check_problem 400 bad_request "a malformed request line is 400 bad_request"
+
+if [[ $SLOW == 1 ]]; then
+    printf 'GET /healthz HTTP/1.1\r\nHost: @HOST@\r\n' >"$TMP/raw"
+    raw_req "$TMP/raw"
+    check_problem 408 request_timeout "a head that never ends is 408 request_timeout"
+else
+    skip "408 request_timeout (waits HEADER_TIMEOUT_MS; set SLOW_CHECKS=1; covered by cargo test --test http: slowloris_is_cut_at_the_header_deadline_while_others_are_served, slow_body_is_cut_at_the_body_deadline)"
+fi
+# Producing these would mean starving this server of hashing slots or
+# connections, or stopping its database.
+skip "503 overloaded (needs a full hashing queue or every connection busy; covered by cargo test --test http: when_every_connection_is_busy_the_server_answers_503_and_closes, and --test defences: a_full_hashing_queue_answers_503_and_never_delays_requests_without_hashing)"
+skip "503 database_unavailable (needs the database down; covered by cargo test --test http: database_outage_answers_503_quickly_and_recovers, when_every_connection_is_busy_the_server_answers_503_and_closes)"
+
+# ---------------------------------------------------------------------------
+# POST /auth/register
+# ---------------------------------------------------------------------------
+
+PASS_A="Reg-pass-$RUN_ID-a"
+EMAIL_A=$(email a)
+EMAIL_A_MIXED="Reg-${RUN_ID}-A@Example.COM" # lowercases to EMAIL_A
+
+post_json /auth/register "$(obj email "$EMAIL_A_MIXED" password "$PASS_A")"
+check_status 201 "register is 201"
+check_eq "register answers Content-Type application/json" "application/json" "$(header Content-Type | cut -d';' -f1)"
+check_json "register stores the email lowercased" 'd["user"]["email"]' "$EMAIL_A"
+check_json "register answers user id and created_at" \
+    'isinstance(d["user"]["id"], int) and bool(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", d["user"]["created_at"]))' true
+check_json "register answer has no password or hash" \
+    'not any("pass" in k.lower() or "hash" in k.lower() for k in list(d) + list(d["user"]))' true
+check_eq "register answer does not echo the password" "no" "$([[ $BODY == *"$PASS_A"* ]] && echo yes || echo no)"
+USER_A_ID=$(json_get 'd["user"]["id"]')
+
+post_json /auth/register "$(obj email "${EMAIL_A^^}" password "$PASS_A")"
+check_problem 409 email_taken "register with the same email in other case is 409 email_taken"
+
+for bad in "no-at-sign.example.com" "two@@example.com" "a@b@example.com" "@example.com" \
+    "user@localhost" "sp ace@example.com" "$(printf 'x%.0s' $(seq 1 250))@example.com"; do
+    post_json /auth/register "$(obj email "$bad" password "$PASS_A")"
+    check_problem 422 invalid_email "register with email '${bad:0:40}' is 422 invalid_email"
+done
+
+post_json /auth/register "$(obj email "$(email short)" password "Sh0rt-7")"
+check_problem 422 weak_password "register with a 7-character password is 422 weak_password"
+post_json /auth/register "$(obj email "$(email short2)" password "ééééééé")"
+check_problem 422 weak_password "register with 7 two-byte characters (14 bytes) is 422 weak_password"
+post_json /auth/register "$(obj email "$(email long)" password "$(printf 'L%.0s' $(seq 1 257))")"
+check_problem 422 weak_password "register with a 257-character password is 422 weak_password"
+post_json /auth/register "$(obj email "$(email common1)" password "password")"
+check_problem 422 weak_password "register with common password 'password' is 422 weak_password"
+post_json /auth/register "$(obj email "$(email common2)" password "12345678")"
+check_problem 422 weak_password "register with common password '12345678' is 422 weak_password"
+post_json /auth/register "$(obj email "$(email same)" password "$(email same | tr '[:lower:]' '[:upper:]')")"
+check_problem 422 weak_password "register with the password equal to the email is 422 weak_password"
+
+register_ok "register with 8 two-byte characters (counted as chars) is 201" "$(email unicode)" "éééééééé"
+register_ok "register with a 256-character password is 201" "$(email max)" "$(printf 'M%.0s' $(seq 1 256))"
+post_json /auth/register "$(obj email "$(email charset)" password "$PASS_A" extra ignored)" \
+    -H 'Content-Type: application/json; charset=utf-8'
+check_status 201 "register with charset parameter and an unknown member is 201"
+
+# bad_bodies PATH DESC-PREFIX: the shared 400s of the JSON endpoints.
+bad_bodies() {
+    local path=$1 what=$2 body
+    for body in '' 'null' '[]' '"a string"' '{"email":"x@example.com"' '{"email": 1,}'; do
+        post_json "$path" "$body"
+        check_problem 400 malformed_json "$what with body '$body' is 400 malformed_json"
+    done
+    printf '{"email":"\xff@example.com","password":"Reg-pass-x1"}' >"$TMP/request"
+    req POST "$path" -H 'Content-Type: application/json' --data-binary @"$TMP/request"
+    check_problem 400 malformed_json "$what with invalid UTF-8 is 400 malformed_json"
+    post_json "$path" '{"email":"x@example.com"}'
+    check_problem 400 missing_field "$what without password is 400 missing_field"
+    post_json "$path" '{"password":"Reg-pass-x1","new_password":"Reg-pass-x1","current_password":"Reg-pass-x1"}'
+    check_problem 400 missing_field "$what without email is 400 missing_field"
+    post_json "$path" '{"email":"x@example.com","password":12345678,"current_password":12345678,"new_password":"Reg-pass-x1"}'
+    check_problem 400 invalid_field "$what with a number as password is 400 invalid_field"
+    check_json "$what invalid_field detail names the member" '"password" in d["detail"]' true
+    post_json "$path" '{"email":["x@example.com"],"password":"Reg-pass-x1","current_password":"Reg-pass-x1","new_password":"Reg-pass-x1"}'
+    check_problem 400 invalid_field "$what with an array as email is 400 invalid_field"
+    check_json "$what invalid_field detail names the email member" '"email" in d["detail"]' true
+}
+bad_bodies /auth/register "register"
+
+# ---------------------------------------------------------------------------
+# POST /auth/login
+# ---------------------------------------------------------------------------
+
+login "$EMAIL_A" "$PASS_A"
+check_status 200 "login is 200"
+check_eq "login gives a token" "yes" "$([[ -n $TOKEN ]] && echo yes || echo no)"
+check_json "login token_type is Bearer" 'd["token_type"]' Bearer
+check_json "login expires_in is a positive integer" 'isinstance(d["expires_in"], int) and d["expires_in"] > 0' true
+check_json "login expires_at is RFC 3339" 'bool(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", d["expires_at"]))' true
+check_json "login user is the registered user" '[d["user"]["id"], d["user"]["email"]]' "[$USER_A_ID, \"$EMAIL_A\"]"
+check_json "login answer has no password or hash" \
+    'not any("pass" in k.lower() or "hash" in k.lower() for k in list(d) + list(d["user"]))' true
+# expires_at - Date header == expires_in, within the seconds that can tick by.
+date_header=$(header Date)
+check_json "login expires_at is the response Date plus expires_in" \
+    'abs(__import__("datetime").datetime.fromisoformat(d["expires_at"].replace("Z", "+00:00")).timestamp() - __import__("email.utils").utils.parsedate_to_datetime("'"$date_header"'").timestamp() - d["expires_in"]) <= 2' true
+TOKEN_A=$TOKEN
+
+login "${EMAIL_A^^}" "$PASS_A"
+check_status 200 "login with the email in upper case is 200"
+
+login "$(email nobody)" "$PASS_A"
+check_problem 404 unknown_email "login with an unregistered email is 404 unknown_email"
+login "not-an-email" "$PASS_A"
+check_problem 404 unknown_email "login with an invalid-format email is 404 unknown_email"
+login "$EMAIL_A" "$PASS_A-wrong"
+check_problem 401 wrong_password "login with a wrong password is 401 wrong_password"
+req POST /auth/login -H 'Content-Type: text/plain' --data-binary "$(obj email "$EMAIL_A")"
+check_problem 415 unsupported_media_type "login with Content-Type text/plain is 415 unsupported_media_type"
+bad_bodies /auth/login "login"
+
+# ---------------------------------------------------------------------------
+# POST /auth/password/forgot
+# ---------------------------------------------------------------------------
+
+# The answer must not tell whether an account exists: same status, same body.
+post_json /auth/password/forgot "$(obj email "$EMAIL_A")"
+check_status 202 "forgot for a registered email is 202"
+check_eq "forgot answers Content-Type application/json" "application/json" "$(header Content-Type | cut -d';' -f1)"
+check_json "forgot answers status accepted with a detail" \
+    'd["status"] == "accepted" and isinstance(d["detail"], str) and d["detail"] != ""' true
+FORGOT_BODY=$BODY
+post_json /auth/password/forgot "$(obj email "$(email nobody)")"
+check_status 202 "forgot for an unregistered email is 202"
+check_eq "forgot answers an unregistered email with the identical body" "$FORGOT_BODY" "$BODY"
+post_json /auth/password/forgot "$(obj email "not-an-email")"
+check_status 202 "forgot for an invalid-format email is 202"
+check_eq "forgot answers an invalid-format email with the identical body" "$FORGOT_BODY" "$BODY"
+
+post_json /auth/password/forgot '{}'
+check_problem 400 missing_field "forgot without email is 400 missing_field"
+post_json /auth/password/forgot '{"email":1}'
+check_problem 400 invalid_field "forgot with a number as email is 400 invalid_field"
+post_json /auth/password/forgot 'null'
+check_problem 400 malformed_json "forgot with body null is 400 malformed_json"
+req POST /auth/password/forgot -H 'Content-Type: text/plain' --data-binary "$(obj email "$EMAIL_A")"
+check_problem 415 unsupported_media_type "forgot with Content-Type text/plain is 415 unsupported_media_type"
+
+# ---------------------------------------------------------------------------
+# POST /auth/password/reset: what needs no mailed token
+# ---------------------------------------------------------------------------
+
+# Well-formed (43 base64url characters) but never issued.
+UNKNOWN_RESET=$(py 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode())')
+post_json /auth/password/reset "$(obj token "$UNKNOWN_RESET" new_password "Reg-new-pass-$RUN_ID-u")"
+check_problem 400 invalid_reset_token "reset with an unknown token is 400 invalid_reset_token"
+post_json /auth/password/reset "$(obj token "$UNKNOWN_RESET" new_password "password")"
+check_problem 400 invalid_reset_token "reset with an unknown token and a weak password is 400 invalid_reset_token (token checked first)"
+post_json /auth/password/reset "$(obj token "" new_password "Reg-new-pass-$RUN_ID-u")"
+check_problem 400 invalid_reset_token "reset with an empty token is 400 invalid_reset_token"
+post_json /auth/password/reset "$(obj new_password "Reg-new-pass-$RUN_ID-u")"
+check_problem 400 missing_field "reset without token is 400 missing_field"
+post_json /auth/password/reset "$(obj token "$UNKNOWN_RESET")"
+check_problem 400 missing_field "reset without new_password is 400 missing_field"
+post_json /auth/password/reset '{"token":12345,"new_password":"Reg-pass-x1"}'
+check_problem 400 invalid_field "reset with a number as token is 400 invalid_field"
+post_json /auth/password/reset '[]'
+check_problem 400 malformed_json "reset with body [] is 400 malformed_json"
+req POST /auth/password/reset -H 'Content-Type: text/plain' --data-binary '{}'
+check_problem 415 unsupported_media_type "reset with Content-Type text/plain is 415 unsupported_media_type"
+
+# ---------------------------------------------------------------------------
+# Token-lifetime sections: need a token to stay valid for a few seconds
+# ---------------------------------------------------------------------------
+
+# tamper TOKEN: the same token with one signature character changed.
+tamper() {
+    py 'import sys
+p, s = sys.argv[1].split(".")
+i = len(s) // 2
+print(p + "." + s[:i] + ("A" if s[i] != "A" else "B") + s[i + 1:])' "$1"
+}
+
+# retarget TOKEN: the token's payload with user id + 1, old signature kept.
+retarget() {
+    py 'import base64, sys
+p, s = sys.argv[1].split(".")
+raw = bytearray(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+raw[12] ^= 1  # low byte of the user id (version 1 + key id 4 + u64 BE)
+print(base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." + s)' "$1"
+}
+
+# forge TOKEN: the token's payload signed with a secret the server lacks.
+forge() {
+    py 'import base64, hashlib, hmac, sys
+p = sys.argv[1].split(".")[0]
+mac = hmac.new(b"not-the-server-secret-not-the-server-secret", p.encode(), hashlib.sha256).digest()
+print(p + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode())' "$1"
+}
+
+section_me() {
+    auth GET /auth/me "$TOKEN_A"
+    check_status 200 "GET /auth/me is 200"
+    check_json "GET /auth/me answers the user" '[d["user"]["id"], d["user"]["email"]]' "[$USER_A_ID, \"$EMAIL_A\"]"
+    req GET /auth/me -H "Authorization: bearer $TOKEN_A"
+    check_status 200 "GET /auth/me with scheme 'bearer' in lower case is 200"
+
+    req GET /auth/me
+    check_unauthorized missing_token "GET /auth/me without Authorization is 401 missing_token"
+    req GET /auth/me -H 'Authorization;'
+    check_unauthorized missing_token "GET /auth/me with an empty Authorization is 401 missing_token"
+    auth GET /auth/me "$(tamper "$TOKEN_A")"
+    check_unauthorized invalid_token "GET /auth/me with a tampered signature is 401 invalid_token"
+    auth GET /auth/me "$(retarget "$TOKEN_A")"
+    check_unauthorized invalid_token "GET /auth/me with a tampered payload is 401 invalid_token"
+    auth GET /auth/me "$(forge "$TOKEN_A")"
+    check_unauthorized invalid_token "GET /auth/me signed with another secret is 401 invalid_token"
+    auth GET /auth/me "not-a-token"
+    check_unauthorized invalid_token "GET /auth/me with garbage is 401 invalid_token"
+    req GET /auth/me -H "Authorization: Basic $(printf 'u:p' | base64)"
+    check_unauthorized invalid_token "GET /auth/me with the Basic scheme is 401 invalid_token"
+}
+
+section_sessions() {
+    local email_s pass_s t1 t2 other current a_session
+    email_s=$(email sessions)
+    pass_s="Reg-pass-$RUN_ID-s"
+    register_ok "register the sessions user" "$email_s" "$pass_s"
+    login "$email_s" "$pass_s"
+    t1=$TOKEN
+    login "$email_s" "$pass_s"
+    t2=$TOKEN
+    check_eq "two logins give two tokens" "yes" "$([[ -n $t1 && -n $t2 && $t1 != "$t2" ]] && echo yes || echo no)"
+
+    auth GET /auth/sessions "$t2"
+    check_status 200 "GET /auth/sessions is 200"
+    check_json "GET /auth/sessions lists 2 sessions after 2 logins" 'len(d["sessions"])' 2
+    check_json "exactly one session is current" 'sum(1 for s in d["sessions"] if s["current"] is True)' 1
+    check_json "sessions have 32-hex ids and all members" \
+        'all(re.fullmatch(r"[0-9a-f]{32}", s["id"]) and {"created_at", "expires_at", "ip", "user_agent", "current"} <= set(s) for s in d["sessions"])' true
+    check_json "sessions record the client's User-Agent and an ip" \
+        'all(s["user_agent"] == "'"$UA"'" and isinstance(s["ip"], str) and s["ip"] != "" for s in d["sessions"])' true
+    check_json "sessions are listed newest first" \
+        '[s["created_at"] for s in d["sessions"]] == sorted([s["created_at"] for s in d["sessions"]], reverse=True)' true
+    other=$(json_get '[s["id"] for s in d["sessions"] if not s["current"]][0]')
+    current=$(json_get '[s["id"] for s in d["sessions"] if s["current"]][0]')
+
+    auth GET /auth/sessions "$TOKEN_A"
+    a_session=$(json_get '[s["id"] for s in d["sessions"] if s["current"]][0]')
+    auth DELETE "/auth/sessions/$a_session" "$t2"
+    check_problem 404 not_found "DELETE another user's session is 404 not_found"
+    auth GET /auth/me "$TOKEN_A"
+    check_status 200 "the other user's session survives the attempt"
+    auth DELETE /auth/sessions/00000000000000000000000000000000 "$t2"
+    check_problem 404 not_found "DELETE an unknown session id is 404 not_found"
+    auth DELETE /auth/sessions/not-a-session-id "$t2"
+    check_problem 404 not_found "DELETE a malformed session id is 404 not_found"
+    auth DELETE /auth/sessions/ "$t2"
+    check_problem 404 not_found "DELETE /auth/sessions/ (no id) is 404 not_found"
+    req DELETE "/auth/sessions/$other"
+    check_unauthorized missing_token "DELETE /auth/sessions/{id} without a token is 401 missing_token"
+    req GET /auth/sessions
+    check_unauthorized missing_token "GET /auth/sessions without a token is 401 missing_token"
+    auth GET /auth/sessions "$(tamper "$t2")"
+    check_unauthorized invalid_token "GET /auth/sessions with a tampered token is 401 invalid_token"
+
+    auth DELETE "/auth/sessions/$other" "$t2"
+    check_status 204 "DELETE the other session is 204"
+    check_eq "204 has an empty body" "" "$BODY"
+    auth GET /auth/me "$t1"
+    check_unauthorized token_revoked "the deleted session's token is 401 token_revoked"
+    auth GET /auth/sessions "$t2"
+    check_json "one session is left, the current one" '[(s["id"], s["current"]) for s in d["sessions"]]' "[[\"$current\", true]]"
+    auth DELETE "/auth/sessions/$other" "$t2"
+    check_problem 404 not_found "DELETE an already deleted session is 404 not_found"
+    auth DELETE "/auth/sessions/$current" "$t2"
+    check_status 204 "DELETE the current session is 204"
+    auth GET /auth/me "$t2"
+    check_unauthorized token_revoked "after deleting its own session the token is 401 token_revoked"
+}
+
+section_logout() {
+    local email_l pass_l t t1 t2 t3
+    email_l=$(email logout)
+    pass_l="Reg-pass-$RUN_ID-l"
+    register_ok "register the logout user" "$email_l" "$pass_l"
+
+    req POST /auth/logout
+    check_unauthorized missing_token "logout without a token is 401 missing_token"
+    req POST /auth/logout-all
+    check_unauthorized missing_token "logout-all without a token is 401 missing_token"
+    auth POST /auth/logout "$(tamper "$TOKEN_A")"
+    check_unauthorized invalid_token "logout with a tampered token is 401 invalid_token"
+
+    login "$email_l" "$pass_l"
+    t=$TOKEN
+    auth POST /auth/logout "$t"
+    check_status 204 "logout is 204"
+    check_eq "logout 204 has an empty body" "" "$BODY"
+    auth GET /auth/me "$t"
+    check_unauthorized token_revoked "after logout the token is 401 token_revoked"
+    auth POST /auth/logout "$t"
+    check_unauthorized token_revoked "logout again is 401 token_revoked"
+
+    login "$email_l" "$pass_l"
+    t1=$TOKEN
+    login "$email_l" "$pass_l"
+    t2=$TOKEN
+    login "$email_l" "$pass_l"
+    t3=$TOKEN
+    auth POST /auth/logout-all "$t1"
+    check_status 204 "logout-all is 204"
+    auth GET /auth/me "$t1"
+    check_unauthorized token_revoked "after logout-all the calling token is 401 token_revoked"
+    auth GET /auth/me "$t2"
+    check_unauthorized token_revoked "after logout-all a second token is 401 token_revoked"
+    auth GET /auth/me "$t3"
+    check_unauthorized token_revoked "after logout-all a third token is 401 token_revoked"
+    auth POST /auth/logout-all "$t2"
+    check_unauthorized token_revoked "logout-all with a revoked token is 401 token_revoked"
+    auth GET /auth/me "$TOKEN_A"
+    check_status 200 "logout-all leaves other users' sessions alone"
+    login "$email_l" "$pass_l"
+    auth GET /auth/me "$TOKEN"
+    check_status 200 "a login after logout-all works"
+}
+
+section_password() {
+    local email_p pass_p new_p t
+    email_p=$(email password)
+    pass_p="Reg-pass-$RUN_ID-p"
+    new_p="Reg-new-pass-$RUN_ID-p"
+    register_ok "register the password user" "$email_p" "$pass_p"
+    login "$email_p" "$pass_p"
+    t=$TOKEN
+
+    post_json /auth/password "$(obj email "$email_p" current_password "$pass_p-wrong" new_password "$new_p")"
+    check_problem 401 wrong_password "password change with a wrong current password is 401 wrong_password"
+    post_json /auth/password "$(obj email "$(email nobody)" current_password "$pass_p" new_password "$new_p")"
+    check_problem 404 unknown_email "password change for an unregistered email is 404 unknown_email"
+    post_json /auth/password "$(obj email "not-an-email" current_password "$pass_p" new_password "$new_p")"
+    check_problem 404 unknown_email "password change with an invalid-format email is 404 unknown_email"
+    post_json /auth/password "$(obj email "$email_p" current_password "$pass_p" new_password "password")"
+    check_problem 422 weak_password "password change to 'password' is 422 weak_password"
+    post_json /auth/password "$(obj email "$email_p" current_password "$pass_p" new_password "short7!")"
+    check_problem 422 weak_password "password change to 7 characters is 422 weak_password"
+    post_json /auth/password "$(obj email "$email_p" current_password "$pass_p" new_password "${email_p^^}")"
+    check_problem 422 weak_password "password change to the email is 422 weak_password"
+    post_json /auth/password "$(obj email "$email_p" current_password "$pass_p")"
+    check_problem 400 missing_field "password change without new_password is 400 missing_field"
+    post_json /auth/password "$(obj email "$email_p" new_password "$new_p")"
+    check_problem 400 missing_field "password change without current_password is 400 missing_field"
+    post_json /auth/password '{"email":"x@example.com","current_password":"Reg-pass-x1","new_password":12345678}'
+    check_problem 400 invalid_field "password change with a number as new_password is 400 invalid_field"
+    post_json /auth/password 'null'
+    check_problem 400 malformed_json "password change with body null is 400 malformed_json"
+    req POST /auth/password -H 'Content-Type: text/plain' --data-binary '{}'
+    check_problem 415 unsupported_media_type "password change with Content-Type text/plain is 415 unsupported_media_type"
+    auth GET /auth/me "$t"
+    check_status 200 "failed password changes leave the session alone"
+
+    post_json /auth/password "$(obj email "${email_p^^}" current_password "$pass_p" new_password "$new_p")"
+    check_status 204 "password change is 204"
+    check_eq "password change 204 has an empty body" "" "$BODY"
+    auth GET /auth/me "$t"
+    check_unauthorized token_revoked "after a password change the old token is 401 token_revoked"
+    login "$email_p" "$pass_p"
+    check_problem 401 wrong_password "login with the old password is 401 wrong_password"
+    login "$email_p" "$new_p"
+    check_status 200 "login with the new password is 200"
+    auth GET /auth/me "$TOKEN"
+    check_status 200 "the new token works"
+}
+
+section_update_me() {
+    local email_u pass_u new_u t
+    email_u=$(email update)
+    pass_u="Reg-pass-$RUN_ID-u"
+    new_u=$(email updated)
+    register_ok "register the email-change user" "$email_u" "$pass_u"
+    login "$email_u" "$pass_u"
+    t=$TOKEN
+
+    auth_json PATCH /auth/me "$t" "$(obj email "${new_u^^}" current_password "$pass_u")"
+    check_status 200 "PATCH /auth/me with a new email is 200"
+    check_json "PATCH /auth/me answers the new email, lowercased" 'd["user"]["email"]' "$new_u"
+    auth GET /auth/me "$t"
+    check_json "GET /auth/me then answers the new email" 'd["user"]["email"]' "$new_u"
+    login "$email_u" "$pass_u"
+    check_problem 404 unknown_email "login with the old email after the change is 404 unknown_email"
+    login "$new_u" "$pass_u"
+    check_status 200 "login with the new email is 200"
+
+    auth_json PATCH /auth/me "$t" "$(obj email "$(email update2)" current_password "$pass_u-wrong")"
+    check_problem 401 wrong_password "PATCH /auth/me with a wrong current password is 401 wrong_password"
+    auth_json PATCH /auth/me "$t" "$(obj email "${EMAIL_A^^}" current_password "$pass_u")"
+    check_problem 409 email_taken "PATCH /auth/me to another user's email (other case) is 409 email_taken"
+    auth_json PATCH /auth/me "$t" "$(obj email "not-an-email" current_password "$pass_u")"
+    check_problem 422 invalid_email "PATCH /auth/me to an invalid email is 422 invalid_email"
+    auth_json PATCH /auth/me "$t" "$(obj email "$(email update3)")"
+    check_problem 400 missing_field "PATCH /auth/me without current_password is 400 missing_field"
+    auth PATCH /auth/me "$t" -H 'Content-Type: text/plain' --data-binary '{}'
+    check_problem 415 unsupported_media_type "PATCH /auth/me with Content-Type text/plain is 415 unsupported_media_type"
+    printf '%s' "$(obj email "$(email update4)" current_password "$pass_u")" >"$TMP/request"
+    req PATCH /auth/me -H 'Content-Type: application/json' --data-binary @"$TMP/request"
+    check_unauthorized missing_token "PATCH /auth/me without a token is 401 missing_token"
+    auth_json PATCH /auth/me "$(tamper "$t")" "$(obj email "$(email update5)" current_password "$pass_u")"
+    check_unauthorized invalid_token "PATCH /auth/me with a tampered token is 401 invalid_token"
+    auth GET /auth/me "$t"
+    check_json "failed email changes leave the email alone" 'd["user"]["email"]' "$new_u"
+}
+
+section_delete_me() {
+    local email_d pass_d t1 t2
+    email_d=$(email delete)
+    pass_d="Reg-pass-$RUN_ID-d"
+    register_ok "register the deletion user" "$email_d" "$pass_d"
+    login "$email_d" "$pass_d"
+    t1=$TOKEN
+    login "$email_d" "$pass_d"
+    t2=$TOKEN
+
+    auth_json DELETE /auth/me "$t1" "$(obj password "$pass_d-wrong")"
+    check_problem 401 wrong_password "DELETE /auth/me with a wrong password is 401 wrong_password"
+    auth_json DELETE /auth/me "$t1" '{}'
+    check_problem 400 missing_field "DELETE /auth/me without password is 400 missing_field"
+    printf '%s' "$(obj password "$pass_d")" >"$TMP/request"
+    req DELETE /auth/me -H 'Content-Type: application/json' --data-binary @"$TMP/request"
+    check_unauthorized missing_token "DELETE /auth/me without a token is 401 missing_token"
+    auth GET /auth/me "$t1"
+    check_status 200 "failed deletions leave the account alone"
+
+    auth_json DELETE /auth/me "$t1" "$(obj password "$pass_d")"
+    check_status 204 "DELETE /auth/me is 204"
+    check_eq "DELETE /auth/me 204 has an empty body" "" "$BODY"
+    auth GET /auth/me "$t1"
+    check_unauthorized token_revoked "after DELETE /auth/me its token is 401 token_revoked"
+    auth GET /auth/me "$t2"
+    check_unauthorized token_revoked "after DELETE /auth/me the user's other token is 401 token_revoked"
+    auth_json DELETE /auth/me "$t1" "$(obj password "$pass_d")"
+    check_unauthorized token_revoked "DELETE /auth/me again is 401 token_revoked"
+    login "$email_d" "$pass_d"
+    check_problem 404 unknown_email "login to the deleted account is 404 unknown_email"
+    register_ok "the deleted account's email can be registered again" "$email_d" "$pass_d"
+}
+
+# section_reset: the reset link's token, read from the outbox with
+# RESET_MAIL_COMMAND: weak password, success, revocation, reuse, supersession.
+section_reset() {
+    local email_r pass_r new_r t1 t2 first second
+    email_r=$(email reset)
+    pass_r="Reg-pass-$RUN_ID-r"
+    new_r="Reg-new-pass-$RUN_ID-r"
+    register_ok "register the reset user" "$email_r" "$pass_r"
+    login "$email_r" "$pass_r"
+    t1=$TOKEN
+    login "$email_r" "$pass_r"
+    t2=$TOKEN
+
+    post_json /auth/password/forgot "$(obj email "${email_r^^}")"
+    check_status 202 "forgot for the reset user (email in upper case) is 202"
+    reset_token_for "the newest mail to the reset user has a reset link with a 43-character token" "$email_r" || return
+    first=$RESET_TOKEN
+
+    post_json /auth/password/reset "$(obj token "$first" new_password "password")"
+    check_problem 422 weak_password "reset with the mailed token to 'password' is 422 weak_password"
+    post_json /auth/password/reset "$(obj token "$first" new_password "$email_r")"
+    check_problem 422 weak_password "reset with the mailed token to the email is 422 weak_password"
+    auth GET /auth/me "$t1"
+    check_status 200 "a rejected reset leaves the sessions alone"
+
+    post_json /auth/password/reset "$(obj token "$first" new_password "$new_r")"
+    check_status 204 "reset with the mailed token is 204"
+    check_eq "reset 204 has an empty body" "" "$BODY"
+    auth GET /auth/me "$t1"
+    check_unauthorized token_revoked "after a reset the user's first token is 401 token_revoked"
+    auth GET /auth/me "$t2"
+    check_unauthorized token_revoked "after a reset the user's second token is 401 token_revoked"
+    login "$email_r" "$pass_r"
+    check_problem 401 wrong_password "after a reset the old password is 401 wrong_password"
+    login "$email_r" "$new_r"
+    check_status 200 "after a reset the new password logs in"
+    post_json /auth/password/reset "$(obj token "$first" new_password "$new_r-again")"
+    check_problem 400 invalid_reset_token "the used reset token again is 400 invalid_reset_token"
+
+    post_json /auth/password/forgot "$(obj email "$email_r")"
+    check_status 202 "a first new forgot for the reset user is 202"
+    reset_token_for "the first new mail has a reset token" "$email_r" || return
+    first=$RESET_TOKEN
+    post_json /auth/password/forgot "$(obj email "$email_r")"
+    check_status 202 "a second new forgot for the reset user is 202"
+    reset_token_for "the second new mail has a reset token" "$email_r" || return
+    second=$RESET_TOKEN
+    check_eq "the second mail carries another token (RESET_MAIL_COMMAND prints the newest mail)" yes \
+        "$([[ $first != "$second" ]] && echo yes || echo no)"
+    post_json /auth/password/reset "$(obj token "$first" new_password "$new_r-2")"
+    check_problem 400 invalid_reset_token "a token superseded by a newer forgot is 400 invalid_reset_token"
+    post_json /auth/password/reset "$(obj token "$second" new_password "$new_r-2")"
+    check_status 204 "the newest token still resets: 204"
+    login "$email_r" "$new_r-2"
+    check_status 200 "login with the password from the newest token is 200"
+}
+
+if [[ $SHORT_TTL == 1 ]]; then
+    skip "GET /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    skip "sessions checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    skip "logout and logout-all checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    skip "password change checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    skip "PATCH /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    skip "DELETE /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    if [[ -n $RESET_MAIL ]]; then
+        skip "password reset with a mailed token (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    fi
+else
+    section_me
+    section_sessions
+    section_logout
+    section_password
+    section_update_me
+    section_delete_me
+    if [[ -n $RESET_MAIL ]]; then
+        section_reset
+    fi
+fi
+if [[ -z $RESET_MAIL ]]; then
+    skip "password reset with a mailed token (success, revoked sessions, reuse, supersession, lifting a lockout): the token is only in the mail_outbox table; set RESET_MAIL_COMMAND to a command printing the newest outbox body for recipient \$1, e.g. RESET_MAIL_COMMAND='mysql -h127.0.0.1 -uroot auth -N -e \"SELECT body FROM mail_outbox WHERE recipient=\\\"\$1\\\" ORDER BY id DESC LIMIT 1\"' (docker compose: see the header of regression.sh)"
+fi
+
+# ---------------------------------------------------------------------------
+# Lockout: an account of its own, since it stays locked for the window
+# ---------------------------------------------------------------------------
+
+section_lockout() {
+    local email_k pass_k new_k t="" i
+    email_k=$(email lockout)
+    pass_k="Reg-pass-$RUN_ID-k"
+    new_k="Reg-new-pass-$RUN_ID-k"
+    register_ok "register the lockout user" "$email_k" "$pass_k"
+    login "$email_k" "$pass_k"
+    t=$TOKEN
+
+    for i in 1 2 3 4 5; do
+        login "$email_k" "$pass_k-wrong-$i"
+        check_problem 401 wrong_password "wrong password $i of 5 for the lockout user is 401 wrong_password"
+    done
+    login "$email_k" "$pass_k"
+    check_problem 429 too_many_attempts "after 5 wrong passwords the right one is 429 too_many_attempts"
+    check_retry_after "the lockout 429 carries Retry-After in seconds"
+    post_json /auth/password "$(obj email "$email_k" current_password "$pass_k" new_password "$new_k")"
+    check_problem 429 too_many_attempts "password change for the locked account is 429 too_many_attempts"
+    check_retry_after "the password change 429 carries Retry-After in seconds"
+    if [[ $SHORT_TTL != 1 ]]; then
+        auth_json PATCH /auth/me "$t" "$(obj email "$(email lockout2)" current_password "$pass_k")"
+        check_problem 429 too_many_attempts "PATCH /auth/me for the locked account is 429 too_many_attempts"
+    fi
+    if [[ -n $RESET_MAIL ]]; then
+        post_json /auth/password/forgot "$(obj email "$email_k")"
+        check_status 202 "forgot for the locked account is 202"
+        reset_token_for "the locked account's mail has a reset token" "$email_k" || return
+        post_json /auth/password/reset "$(obj token "$RESET_TOKEN" new_password "$new_k")"
+        check_status 204 "reset of the locked account is 204"
+        login "$email_k" "$new_k"
+        check_status 200 "a reset lifts the lockout: login with the new password is 200"
+    fi
+}
+
+section_lockout
+
+# ---------------------------------------------------------------------------
+# Token expiry
+# ---------------------------------------------------------------------------
+
+if [[ $SHORT_TTL == 1 ]]; then
+    email_x=$(email expiry)
+    pass_x="Reg-pass-$RUN_ID-x"
+    register_ok "register the expiry user" "$email_x" "$pass_x"
+    login "$email_x" "$pass_x"
+    ttl=$(json_get 'd["expires_in"]')
+    if [[ $ttl =~ ^[0-9]+$ ]] && ((ttl <= 2)); then
+        pass "login expires_in is at most 2 s (server has a short TTL)"
+        auth GET /auth/me "$TOKEN"
+        check_status 200 "a fresh short-lived token works"
+        sleep $((ttl + 1))
+        auth GET /auth/me "$TOKEN"
+        check_unauthorized token_expired "after its TTL the token is 401 token_expired"
+        auth GET /auth/sessions "$TOKEN"
+        check_unauthorized token_expired "GET /auth/sessions with an expired token is 401 token_expired"
+        auth POST /auth/logout "$TOKEN"
+        check_unauthorized token_expired "logout with an expired token is 401 token_expired"
+    else
+        fail "login expires_in is at most 2 s (EXPECT_SHORT_TTL=1 needs TOKEN_TTL_SECONDS<=2)" "<= 2" "'$ttl' ($(got))"
+    fi
+else
+    skip "token_expired (needs TOKEN_TTL_SECONDS<=2 and EXPECT_SHORT_TTL=1; covered by cargo test)"
+fi
+
+# ---------------------------------------------------------------------------
+# Rate limit: last, since it empties this client's bucket
+# ---------------------------------------------------------------------------
+
+flood "$FLOOD_MAX"
+if [[ $STATUS == 404 && $NO_RATE_LIMIT == 1 ]]; then
+    skip "rate limiting: $FLOOD_COUNT logins met no 429 (EXPECT_NO_RATE_LIMIT=1: the server runs with RATE_LIMIT_BURST=0)"
+elif [[ $STATUS == 404 ]]; then
+    fail "a flood of unknown-email logins meets 429 rate_limited" "429 within $FLOOD_MAX requests" \
+        "$FLOOD_COUNT answers of 404 (does the server run with RATE_LIMIT_BURST=0, the limiter off? then set EXPECT_NO_RATE_LIMIT=1)"
+else
+    if [[ $NO_RATE_LIMIT == 1 && $STATUS == 429 ]]; then
+        fail "no rate limiting (EXPECT_NO_RATE_LIMIT=1)" "$FLOOD_COUNT logins without a 429" "$(got)"
+    fi
+    check_problem 429 rate_limited "login $FLOOD_COUNT of a flood of unknown-email logins is 429 rate_limited"
+    check_retry_after "the rate_limited 429 carries Retry-After in seconds"
+    if [[ $STATUS == 429 ]] && ((RECOVERY_SECONDS > 0)); then
+        echo "regression.sh: sleeping ${RECOVERY_SECONDS} s so this client's rate-limit bucket refills for the next run (RATE_LIMIT_RECOVERY_SECONDS)"
+        sleep "$RECOVERY_SECONDS"
+        login "$(email flood)" "Reg-flood-password"
+        check_problem 404 unknown_email "after the sleep a login is no longer rate-limited (404 unknown_email)"
+    elif [[ $STATUS == 429 ]]; then
+        echo "regression.sh: not sleeping (RATE_LIMIT_RECOVERY_SECONDS=0): this client stays rate-limited until its bucket refills"
+    fi
+fi
+
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0)) || exit 1
+exit 0

@@ -1,0 +1,199 @@
+//! Schema migrations: the numbered files in `sql/`, embedded in the binary and
+//! applied in order, each once.
+//!
+//! - Applied versions are recorded in `schema_migrations` with the SHA-256 of
+//!   the file. A file changed after it was applied stops start-up: the schema
+//!   in the database would no longer be what the file says. Fix forward with a
+//!   new file instead.
+//! - Several instances starting at once take a named lock (`GET_LOCK`, scoped
+//!   to the database) so exactly one applies what is pending while the others
+//!   wait, then find nothing left to do.
+//! - MySQL commits DDL implicitly, so a migration is not atomic: each file is
+//!   written so that it can be re-run after a failure part way (`IF NOT
+//!   EXISTS`), and is recorded only once all its statements succeeded.
+//! - Statements within a file end with `;` at the end of a line; `--` lines
+//!   are comments. The files are ours, so this simple rule is enough.
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, params};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// One embedded migration file.
+pub struct Migration {
+    /// The number the file name starts with; applied in ascending order.
+    pub version: u32,
+    /// The file name, for messages.
+    pub name: &'static str,
+    /// The file's text.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. A unit test checks this list against `sql/`.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_users.sql",
+        sql: include_str!("../../sql/0001_users.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_sessions.sql",
+        sql: include_str!("../../sql/0002_sessions.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_login_failures.sql",
+        sql: include_str!("../../sql/0003_login_failures.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_password_resets.sql",
+        sql: include_str!("../../sql/0004_password_resets.sql"),
+    },
+];
+
+/// Seconds to wait for another instance that is migrating.
+const LOCK_WAIT_SECONDS: u32 = 60;
+
+/// Why migrating failed.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// The database failed or refused a statement.
+    Database(mysql::Error),
+    /// Another instance held the migration lock for too long.
+    LockTimeout,
+    /// An applied migration's file changed since.
+    Changed(&'static str),
+}
+
+impl fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MigrateError::Database(e) => write!(f, "migration failed: {e}"),
+            MigrateError::LockTimeout => write!(
+                f,
+                "another instance held the migration lock for {LOCK_WAIT_SECONDS} s"
+            ),
+            MigrateError::Changed(name) => write!(
+                f,
+                "sql/{name} changed after it was applied to this database; \
+                 restore it and put schema changes in a new migration file"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MigrateError {}
+
+impl From<mysql::Error> for MigrateError {
+    fn from(e: mysql::Error) -> Self {
+        MigrateError::Database(e)
+    }
+}
+
+/// Applies the pending migrations on `conn` and returns the names applied.
+pub fn run(conn: &mut Conn) -> Result<Vec<&'static str>, MigrateError> {
+    // Lock names are server-wide; the database's hash scopes this one to it.
+    let locked: Option<i64> = conn.query_first(format!(
+        "SELECT GET_LOCK(CONCAT('auth_server_migrate_', MD5(DATABASE())), {LOCK_WAIT_SECONDS})"
+    ))?;
+    if locked != Some(1) {
+        return Err(MigrateError::LockTimeout);
+    }
+    let result = apply_pending(conn);
+    // Also released when the connection closes, should this fail.
+    let _ = conn.query_drop("SELECT RELEASE_LOCK(CONCAT('auth_server_migrate_', MD5(DATABASE())))");
+    result
+}
+
+fn apply_pending(conn: &mut Conn) -> Result<Vec<&'static str>, MigrateError> {
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INT UNSIGNED NOT NULL PRIMARY KEY,
+            name VARCHAR(255) NOT NULL,
+            checksum CHAR(64) NOT NULL,
+            applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    )?;
+    let applied: Vec<(u32, String)> =
+        conn.query("SELECT version, checksum FROM schema_migrations ORDER BY version")?;
+    let mut done = Vec::new();
+    for migration in MIGRATIONS {
+        let checksum = sha256_hex(migration.sql);
+        match applied.iter().find(|(v, _)| *v == migration.version) {
+            Some((_, recorded)) if *recorded == checksum => continue,
+            Some(_) => return Err(MigrateError::Changed(migration.name)),
+            None => {}
+        }
+        for statement in statements(migration.sql) {
+            conn.query_drop(statement)?;
+        }
+        conn.exec_drop(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (:version, :name, :checksum)",
+            params! { "version" => migration.version, "name" => migration.name, "checksum" => &checksum },
+        )?;
+        done.push(migration.name);
+    }
+    Ok(done)
+}
+
+/// The statements of a migration file: text up to each `;` that ends a line,
+/// with `--` comment lines removed.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        if line.trim_start().starts_with("--") {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.trim_end().ends_with(';') {
+            out.push(current.trim().trim_end_matches(';').to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_sql_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, embedded);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{} out of sequence", m.name);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+
+    #[test]
+    fn splits_statements_and_drops_comments() {
+        let sql = "-- a comment; with a semicolon\nCREATE TABLE a (\n  x INT\n);\nINSERT INTO a VALUES (1);\n";
+        assert_eq!(
+            statements(sql),
+            ["CREATE TABLE a (\n  x INT\n)", "INSERT INTO a VALUES (1)"]
+        );
+    }
+}

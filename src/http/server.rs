@@ -1,0 +1,597 @@
+//! The accept loop and the connection threads.
+//!
+//! One acceptor thread owns the listening socket. Each accepted connection is
+//! served start to finish by one thread, because the handlers are plain
+//! blocking functions (database calls, hashing) and a thread per connection is
+//! the simplest model that keeps them so. What makes it safe is the bound:
+//!
+//! - at most `max_connections` connections are served at once. At the cap,
+//!   the acceptor makes room by closing the connection that has been waiting
+//!   longest for input (an idle keep-alive connection or a slow sender:
+//!   those are what fill the cap in an attack, and a real client mid-request
+//!   is never the longest waiter). Only if every connection is busy in a
+//!   handler, or [`EVICTION_SLACK`] evicted ones are still closing, does it
+//!   answer 503 `overloaded` and `Connection: close` itself, without a
+//!   thread and without queueing;
+//! - every read has a deadline (see [`super::parse`]) and every write a
+//!   timeout, so no client can hold its thread longer than those allow;
+//! - an accept error (`EMFILE` when out of file descriptors, `ECONNABORTED`,
+//!   ...) is logged and the loop goes on after a short pause: the server
+//!   never stops accepting;
+//! - a panic in a handler is caught, answered with 500 `internal_error`, and
+//!   the connection goes on; the thread and the process survive.
+//!
+//! Shutdown is graceful ([`Shutdown`]): the acceptor stops (new connections
+//! are refused by the kernel), connections waiting for input are closed (a
+//! half-received request is answered 503 `overloaded`, so it is refused
+//! before it starts), requests already in a handler run to completion and
+//! are answered with `Connection: close`, and [`serve`] returns once all
+//! connections are gone or the grace period has passed.
+//!
+//! Threads are spawned per connection rather than pooled: with keep-alive a
+//! connection carries many requests, so a spawn is paid once per connection,
+//! and a pool would be one more queue to bound. `docs/benchmarks.md` measures
+//! what a new connection per request costs in all (accept, handshake, spawn):
+//! about 5,700 requests/s with `Connection: close` against 16,000 with
+//! keep-alive. A pooled variant was not built to compare. Stacks are small
+//! (512 KiB), as the handlers keep their data on the heap and JSON nesting is
+//! bounded before parsing; hashing runs on threads of its own
+//! ([`crate::limits::HashGate`]).
+
+use super::parse::{Request, read_request};
+use super::response::Response;
+use crate::error::ApiError;
+use crate::log;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Stack size of connection threads: room for the deepest handler call chain
+/// (database driver, serde) even in a debug build. Only touched pages take
+/// memory, so the cost is address space, not RAM.
+const STACK_SIZE: usize = 512 * 1024;
+/// Pause after an accept error, so a persistent one (out of file descriptors)
+/// does not spin the acceptor.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// After the server decides to close, how long it keeps reading and
+/// discarding what the client still sends, so that unread input does not turn
+/// the close into a TCP reset that destroys the response in flight.
+const LINGER: Duration = Duration::from_millis(500);
+/// Most bytes discarded while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// The connection limits and deadlines, from configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections served at once (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Deadline for a request head, from its first byte (`HEADER_TIMEOUT_MS`).
+    pub header_timeout: Duration,
+    /// Deadline for a request body, from the end of its head (`BODY_TIMEOUT_MS`).
+    pub body_timeout: Duration,
+    /// How long an idle connection waits for its next request
+    /// (`KEEPALIVE_TIMEOUT_MS`).
+    pub keepalive_timeout: Duration,
+    /// Timeout of each response write.
+    pub write_timeout: Duration,
+}
+
+/// Backlog of the listening socket. `std` fixes it at 128, which overflows
+/// in a burst of new connections (measured: a one-second SYN retransmit stall
+/// every few hundred connections); the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the listening socket for `addr` (`host:port`; the first address it
+/// resolves to), with a deep accept backlog and `SO_REUSEADDR` so a restart
+/// does not wait for old connections in TIME_WAIT.
+pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The application: turns a request into a response. Errors are already
+/// responses by the time they get here (see [`crate::router`]).
+pub type App = dyn Fn(&Request) -> Response + Send + Sync;
+
+/// Asks a running [`serve`] to stop, from any thread (a signal handler's
+/// thread, a test).
+pub struct Shutdown {
+    stopping: AtomicBool,
+    /// The listener's address, to wake the acceptor out of `accept`.
+    wake: Mutex<Option<SocketAddr>>,
+    grace: Duration,
+}
+
+impl Shutdown {
+    /// A trigger whose [`serve`] lets requests in flight run for up to
+    /// `grace` after it is pulled.
+    pub fn new(grace: Duration) -> Shutdown {
+        Shutdown {
+            stopping: AtomicBool::new(false),
+            wake: Mutex::new(None),
+            grace,
+        }
+    }
+
+    /// Starts the shutdown. Idempotent.
+    pub fn trigger(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // The acceptor blocks in accept(); one connection wakes it up to
+        // see the flag.
+        if let Some(addr) = *lock(&self.wake) {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is triggered, then drains:
+/// returns once every connection has closed or the grace period is over.
+///
+/// The calling thread becomes the acceptor.
+pub fn serve(listener: TcpListener, limits: Limits, app: Arc<App>, shutdown: Arc<Shutdown>) {
+    let shared = Arc::new(Shared {
+        limits,
+        app,
+        active: AtomicUsize::new(0),
+        ids: RequestIds::new(),
+        registry: Mutex::new(Vec::new()),
+        started: Instant::now(),
+        next_id: AtomicU64::new(1),
+        shutdown: Arc::clone(&shutdown),
+    });
+    *lock(&shutdown.wake) = listener.local_addr().ok().map(|mut addr| {
+        // A wildcard address is not connectable; its loopback is.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            });
+        }
+        addr
+    });
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        if shutdown.is_stopping() {
+            break;
+        }
+        match listener.accept() {
+            Ok(_) if shutdown.is_stopping() => break,
+            Ok((stream, peer)) => {
+                if let Some(since) = failing_since.take() {
+                    log::warn(
+                        "accepting again",
+                        &[("after_ms", (since.elapsed().as_millis() as u64).into())],
+                    );
+                }
+                admit(&shared, stream, peer);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Log the first error of a streak only: at EMFILE this loop
+                // would otherwise write twenty lines a second.
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    log::error("accept failed", &[("error", e.to_string().into())]);
+                }
+                std::thread::sleep(ACCEPT_ERROR_PAUSE);
+            }
+        }
+    }
+    drain(&shared, listener);
+}
+
+/// Stops accepting, closes the connections that wait for input, and waits
+/// for the rest to finish their request, up to the grace period.
+fn drain(shared: &Shared, listener: TcpListener) {
+    drop(listener);
+    let deadline = Instant::now() + shared.shutdown.grace;
+    log::info(
+        "shutting down",
+        &[("connections", shared.active.load(Ordering::Acquire).into())],
+    );
+    loop {
+        // Connections between requests are closed at once; the rest are
+        // inside a handler and close themselves after answering. Repeated,
+        // since a busy one becomes idle only after its answer.
+        for tracked in lock(&shared.registry).iter() {
+            if tracked.waiting_since.load(Ordering::Acquire) != 0 {
+                let _ = tracked.stream.shutdown(std::net::Shutdown::Read);
+            }
+        }
+        let active = shared.active.load(Ordering::Acquire);
+        if active == 0 {
+            log::info("shut down", &[]);
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn(
+                "grace period over; exiting with requests in flight",
+                &[("connections", active.into())],
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connections the acceptor may admit beyond the cap while evicted ones are
+/// still exiting (which takes microseconds); a hard bound on threads.
+const EVICTION_SLACK: usize = 64;
+
+/// State every connection thread shares.
+struct Shared {
+    limits: Limits,
+    app: Arc<App>,
+    /// Connections being served now.
+    active: AtomicUsize,
+    ids: RequestIds,
+    /// Every open connection, for eviction at the cap.
+    registry: Mutex<Vec<Arc<Tracked>>>,
+    started: Instant,
+    next_id: AtomicU64,
+    shutdown: Arc<Shutdown>,
+}
+
+/// What the acceptor knows of a connection: enough to pick and close the
+/// one that has waited longest for input.
+struct Tracked {
+    id: u64,
+    /// A handle on the socket, to shut it down from the acceptor.
+    stream: TcpStream,
+    /// Milliseconds since server start when the connection began waiting for
+    /// its next request; 0 while a request is being handled.
+    waiting_since: AtomicU64,
+    /// Set when the acceptor closed this connection to make room.
+    evicted: AtomicBool,
+}
+
+impl Shared {
+    fn millis(&self) -> u64 {
+        // +1 so that a connection waiting from the very start is not "busy".
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Closes the connection that has waited longest for input. False if
+    /// every connection is busy handling a request.
+    fn evict_longest_waiting(&self) -> bool {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let victim = registry
+            .iter()
+            .filter(|t| t.waiting_since.load(Ordering::Acquire) != 0)
+            .min_by_key(|t| t.waiting_since.load(Ordering::Acquire));
+        match victim {
+            Some(victim) => {
+                victim.waiting_since.store(0, Ordering::Release);
+                victim.evicted.store(true, Ordering::Release);
+                log::log(log::Level::Debug, "connection evicted to make room", &[]);
+                // Its thread's pending read returns at once and it exits.
+                let _ = victim.stream.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Hands an accepted connection to a thread of its own. At the cap it first
+/// evicts the longest-waiting connection; if none can be evicted, or evicted
+/// ones have not exited yet, it refuses the newcomer with 503.
+fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let max = shared.limits.max_connections;
+    // Reserve the slot before spawning so the cap holds under a burst.
+    let previous = shared.active.fetch_add(1, Ordering::AcqRel);
+    let room =
+        previous < max || (previous < max + EVICTION_SLACK && shared.evict_longest_waiting());
+    if !room {
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        refuse(stream, &shared.ids.next());
+        return;
+    }
+    let tracked = match stream.try_clone() {
+        Ok(handle) => Arc::new(Tracked {
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            stream: handle,
+            waiting_since: AtomicU64::new(shared.millis()),
+            evicted: AtomicBool::new(false),
+        }),
+        Err(_) => {
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+    };
+    lock(&shared.registry).push(Arc::clone(&tracked));
+    let id = tracked.id;
+    let worker = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("conn".into())
+        .stack_size(STACK_SIZE)
+        .spawn(move || {
+            let _slot = Slot {
+                shared: &worker,
+                id: tracked.id,
+            };
+            // A panic outside a handler (which `respond` catches) would be a
+            // bug in this layer; contain it to this connection anyway.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                serve_connection(&worker, &tracked, stream, peer)
+            }));
+        });
+    if let Err(e) = spawned {
+        // The closure, and with it the slot guard, was never run.
+        lock(&shared.registry).retain(|t| t.id != id);
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        log::error(
+            "cannot start connection thread",
+            &[("error", e.to_string().into())],
+        );
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // No critical section here can panic, so poisoned data is still sound.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Releases a connection's slot and registry entry when its thread ends,
+/// however it ends.
+struct Slot<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.registry).retain(|t| t.id != self.id);
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers 503 `overloaded` on the acceptor thread and closes. The socket is
+/// non-blocking so a client that does not read cannot stall the acceptor;
+/// a fresh socket's send buffer always has room for these few hundred bytes.
+fn refuse(mut stream: TcpStream, request_id: &str) {
+    log::warn(
+        "connection refused: at MAX_CONNECTIONS",
+        &[("request_id", request_id.into())],
+    );
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    // Whatever request already arrived is read first, so that closing with
+    // unread input does not reset the connection before the 503 is read.
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    let mut out = Vec::with_capacity(512);
+    let mut response = ApiError::Overloaded.to_response(request_id);
+    response.set_header("X-Request-Id", request_id);
+    response.write_into(
+        &mut out,
+        false,
+        &crate::time::http_date(crate::time::unix_now()),
+    );
+    let _ = stream.write_all(&out);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Serves requests on one connection until either side closes it.
+fn serve_connection(shared: &Shared, tracked: &Tracked, mut stream: TcpStream, peer: SocketAddr) {
+    let limits = &shared.limits;
+    if stream
+        .set_write_timeout(Some(limits.write_timeout))
+        .is_err()
+    {
+        return;
+    }
+    // Responses go out in one write; without this, Nagle's algorithm would
+    // hold back a response that follows a 100 Continue.
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        tracked
+            .waiting_since
+            .store(shared.millis(), Ordering::Release);
+        let read = read_request(&mut stream, &mut buf, limits, peer.ip());
+        tracked.waiting_since.store(0, Ordering::Release);
+        let stopping = shared.shutdown.is_stopping();
+        let (response, keep_alive) = match read {
+            Ok(None) => return,
+            Ok(Some(mut request)) => {
+                request.request_id = shared.ids.for_request(&request);
+                let mut response = respond(shared, &request);
+                response.set_header("X-Request-Id", request.request_id.as_str());
+                let keep_alive =
+                    request.keep_alive && !response.close && !shared.shutdown.is_stopping();
+                (response, keep_alive)
+            }
+            // Cut off mid-request by the shutdown: refuse it before it starts.
+            Err(_) if stopping => {
+                let request_id = shared.ids.next();
+                let mut response = ApiError::Overloaded.to_response(&request_id);
+                response.set_header("X-Request-Id", request_id);
+                (response, false)
+            }
+            // Closed by the acceptor to make room: the socket is shut, so
+            // there is no one to answer, and under a flood a warning per
+            // eviction would flood the log too.
+            Err(_) if tracked.evicted.load(Ordering::Acquire) => return,
+            Err(error) => {
+                let request_id = shared.ids.next();
+                log_rejected(&error, peer.ip(), &request_id);
+                let mut response = error.to_response(&request_id);
+                response.set_header("X-Request-Id", request_id);
+                (response, false)
+            }
+        };
+        out.clear();
+        response.write_into(
+            &mut out,
+            keep_alive,
+            &crate::time::http_date(crate::time::unix_now()),
+        );
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+        if !keep_alive {
+            linger_close(stream);
+            return;
+        }
+    }
+}
+
+/// Calls the application, turning a panic into a 500 and logging the request.
+fn respond(shared: &Shared, request: &Request) -> Response {
+    let started = Instant::now();
+    log::take_user_id();
+    let outcome = log::with_request_id(&request.request_id, || {
+        catch_unwind(AssertUnwindSafe(|| (shared.app)(request)))
+    });
+    let user_id = log::take_user_id();
+    let response = match outcome {
+        Ok(response) => response,
+        Err(_) => {
+            log::error(
+                "handler panicked",
+                &[
+                    ("request_id", request.request_id.as_str().into()),
+                    ("method", request.method.as_str().into()),
+                    ("path", request.path.as_str().into()),
+                ],
+            );
+            ApiError::Internal.to_response(&request.request_id)
+        }
+    };
+    if log::enabled(log::Level::Info) {
+        let millis = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let mut fields = vec![
+            ("request_id", request.request_id.as_str().into()),
+            ("method", request.method.as_str().into()),
+            ("path", request.path.as_str().into()),
+            ("status", response.status.into()),
+            ("duration_ms", json!(millis)),
+            ("client", request.peer.to_string().into()),
+        ];
+        if let Some(id) = user_id {
+            fields.push(("user_id", id.into()));
+        }
+        log::info("request", &fields);
+    }
+    response
+}
+
+fn log_rejected(error: &ApiError, peer: IpAddr, request_id: &str) {
+    log::warn(
+        "request rejected",
+        &[
+            ("request_id", request_id.into()),
+            ("status", error.status().into()),
+            ("code", error.code().into()),
+            ("client", peer.to_string().into()),
+        ],
+    );
+}
+
+/// Closes a connection the server decided to end: stops sending, then reads
+/// and discards what the client still sends for a short while, so the
+/// response is not lost to a reset. Bounded in time and bytes.
+fn linger_close(mut stream: TcpStream) {
+    if stream.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}
+
+/// Request ids: the client's `X-Request-Id` when it is a sane token (1 to 128
+/// visible ASCII characters), otherwise a process-unique id made of a random
+/// per-process prefix and a counter, which is cheaper than fresh randomness
+/// per request and still unique across restarts and instances.
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let mut seed = [0u8; 6];
+        // Without OS randomness the ids are still unique within the process.
+        let _ = getrandom::fill(&mut seed);
+        let prefix = seed.iter().map(|b| format!("{b:02x}")).collect();
+        RequestIds {
+            prefix,
+            counter: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{}",
+            self.prefix,
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn for_request(&self, request: &Request) -> String {
+        match request.header("x-request-id") {
+            Some(id) if is_sane_request_id(id) => id.to_string(),
+            _ => self.next(),
+        }
+    }
+}
+
+/// 1 to 128 visible ASCII characters (no spaces or controls), so the id is
+/// safe to echo in headers and logs.
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert!(is_sane_request_id("abc-123_XYZ.~"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id(&"a".repeat(129)));
+        assert!(is_sane_request_id(&"a".repeat(128)));
+        assert!(!is_sane_request_id("é"));
+        let ids = RequestIds::new();
+        assert_ne!(ids.next(), ids.next());
+        let mut r = Request::for_tests("GET", "/");
+        r.headers
+            .push(("x-request-id".into(), b"client-id-1".to_vec()));
+        assert_eq!(ids.for_request(&r), "client-id-1");
+        r.headers[0].1 = b"bad id".to_vec();
+        assert_ne!(ids.for_request(&r), "bad id");
+    }
+}

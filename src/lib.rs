@@ -1,0 +1,49 @@
+//! # auth-server
+//!
+//! A small, auditable authentication server: HTTP clients register, log in,
+//! change passwords and manage sessions with JSON requests; accounts live in
+//! MySQL; passwords are kept only as Argon2id hashes; a login returns an
+//! HMAC-SHA256 session token in a documented format.
+//!
+//! The shape is deliberate: a synchronous server with few dependencies that
+//! one person can audit in an afternoon. No async runtime, no web framework,
+//! no ORM. Each module owns one thing:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | environment variables, validated once at start-up |
+//! | [`http`] | the hardened HTTP/1.1 layer: connections, limits, deadlines |
+//! | [`router`] | method and path to handler |
+//! | [`handlers`] | the endpoints' rules |
+//! | [`error`] | every failure's status, code and problem+json body |
+//! | [`db`] | the connection pool, migrations and every SQL statement |
+//! | [`token`] | the session token format: signing and strict verification |
+//! | [`password`] | Argon2id hashing and the password rules |
+//! | [`email`] | email validation and normalisation |
+//! | [`limits`] | the hashing gate, the rate limiter, trusted proxies |
+//! | [`import`] | the `import-users` command |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`cors`] | CORS headers for browser clients |
+//! | [`log`] | JSON log lines |
+//! | [`time`] | timestamps in RFC 3339 and HTTP-date form |
+//!
+//! The binary (`src/main.rs`) only wires these together.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod cors;
+pub mod db;
+pub mod email;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod import;
+pub mod limits;
+pub mod log;
+pub mod metrics;
+pub mod password;
+pub mod router;
+pub mod time;
+pub mod token;

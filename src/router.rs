@@ -1,0 +1,156 @@
+//! Method and path to handler: the whole public surface of the server in one
+//! table.
+//!
+//! A path that matches no route answers 404 `not_found`; a known path with an
+//! unsupported method answers 405 `method_not_allowed` with `Allow` listing
+//! what the path supports. Every `Err` a handler returns becomes its
+//! problem+json response here, in one place. Here too, every response gets
+//! its CORS headers and is counted in the metrics under its route's pattern.
+
+use crate::error::ApiError;
+use crate::handlers::{self, Context};
+use crate::http::{Request, Response};
+use std::time::Instant;
+
+/// A handler: a plain function of the context and the parsed request.
+pub type Handler = fn(&Context, &Request) -> Result<Response, ApiError>;
+
+/// The methods a path supports: its `Allow` value and a handler per method,
+/// and the pattern that names the route in metrics.
+struct Route {
+    pattern: &'static str,
+    allow: &'static str,
+    methods: &'static [(&'static str, Handler)],
+}
+
+/// Sessions are addressed as `/auth/sessions/{id}`.
+pub const SESSIONS_PREFIX: &str = "/auth/sessions/";
+
+/// Finds the route for `path`.
+fn resolve(path: &str) -> Option<Route> {
+    let route = |pattern, allow, methods| {
+        Some(Route {
+            pattern,
+            allow,
+            methods,
+        })
+    };
+    match path {
+        "/healthz" => route("/healthz", "GET", &[("GET", handlers::healthz)]),
+        "/metrics" => route("/metrics", "GET", &[("GET", handlers::metrics_here)]),
+        "/openapi.json" => route("/openapi.json", "GET", &[("GET", handlers::openapi)]),
+        "/auth/register" => route("/auth/register", "POST", &[("POST", handlers::register)]),
+        "/auth/login" => route("/auth/login", "POST", &[("POST", handlers::login)]),
+        "/auth/password" => route(
+            "/auth/password",
+            "POST",
+            &[("POST", handlers::change_password)],
+        ),
+        "/auth/password/forgot" => route(
+            "/auth/password/forgot",
+            "POST",
+            &[("POST", handlers::forgot_password)],
+        ),
+        "/auth/password/reset" => route(
+            "/auth/password/reset",
+            "POST",
+            &[("POST", handlers::reset_password)],
+        ),
+        "/auth/me" => route(
+            "/auth/me",
+            "GET, PATCH, DELETE",
+            &[
+                ("GET", handlers::me),
+                ("PATCH", handlers::update_me),
+                ("DELETE", handlers::delete_me),
+            ],
+        ),
+        "/auth/logout" => route("/auth/logout", "POST", &[("POST", handlers::logout)]),
+        "/auth/logout-all" => route(
+            "/auth/logout-all",
+            "POST",
+            &[("POST", handlers::logout_all)],
+        ),
+        "/auth/sessions" => route("/auth/sessions", "GET", &[("GET", handlers::sessions)]),
+        // Any id shape reaches the handler, which answers 404 for ids that
+        // are malformed just as for ids that are unknown.
+        p if p.len() > SESSIONS_PREFIX.len() && p.starts_with(SESSIONS_PREFIX) => route(
+            "/auth/sessions/{id}",
+            "DELETE",
+            &[("DELETE", handlers::end_session)],
+        ),
+        _ => None,
+    }
+}
+
+/// Answers `request`: dispatches it, turns any error into its response,
+/// adds CORS headers and counts it.
+pub fn handle(ctx: &Context, request: &Request) -> Response {
+    let started = Instant::now();
+    let route = resolve(&request.path);
+    let mut response = match &route {
+        // Browsers' CORS preflight, answered for every API route when CORS
+        // is on.
+        Some(route) if request.method == "OPTIONS" && ctx.config.cors.enabled() => {
+            Ok(ctx.config.cors.preflight(request, route.allow))
+        }
+        Some(route) => dispatch(ctx, request, route),
+        None => Err(ApiError::NotFound),
+    }
+    .unwrap_or_else(|e| e.to_response(&request.request_id));
+    ctx.config.cors.decorate(request, &mut response);
+    let pattern = route.map_or("unmatched", |r| r.pattern);
+    ctx.metrics
+        .request(pattern, response.status, started.elapsed());
+    response
+}
+
+fn dispatch(ctx: &Context, request: &Request, route: &Route) -> Result<Response, ApiError> {
+    let (_, handler) = route
+        .methods
+        .iter()
+        .find(|(method, _)| *method == request.method)
+        .ok_or(ApiError::MethodNotAllowed(route.allow))?;
+    handler(ctx, request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One path per route.
+    const PATHS: &[&str] = &[
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "/auth/register",
+        "/auth/login",
+        "/auth/password",
+        "/auth/password/forgot",
+        "/auth/password/reset",
+        "/auth/me",
+        "/auth/logout",
+        "/auth/logout-all",
+        "/auth/sessions",
+        "/auth/sessions/00112233445566778899aabbccddeeff",
+    ];
+
+    #[test]
+    fn allow_lists_exactly_the_routed_methods() {
+        for path in PATHS {
+            let route = resolve(path).unwrap();
+            let methods: Vec<&str> = route.methods.iter().map(|(m, _)| *m).collect();
+            assert_eq!(methods.join(", "), route.allow, "{path}");
+        }
+        assert!(resolve("/nope").is_none());
+        assert!(resolve("/healthz/").is_none());
+        assert!(resolve("/auth/sessions/").is_none());
+        for path in PATHS {
+            let pattern = resolve(path).unwrap().pattern;
+            assert!(
+                pattern == *path || pattern == "/auth/sessions/{id}",
+                "{path}: {pattern}"
+            );
+        }
+    }
+}
