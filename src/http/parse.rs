@@ -45,7 +45,9 @@ pub(crate) trait Stream: Read + Write {
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
 }
 
-impl Stream for TcpStream {
+// On a shared reference, so the acceptor can shut the same socket down for
+// eviction without a second descriptor (see `super::server`).
+impl Stream for &TcpStream {
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         TcpStream::set_read_timeout(self, Some(timeout))
     }

@@ -253,7 +253,8 @@ struct Shared {
 /// one that has waited longest for input.
 struct Tracked {
     id: u64,
-    /// A handle on the socket, to shut it down from the acceptor.
+    /// The connection's socket: read and written by its thread, shut down
+    /// by the acceptor to evict it or by the shutdown to end it.
     stream: TcpStream,
     /// Milliseconds since server start when the connection began waiting for
     /// its next request; 0 while a request is being handled.
@@ -304,18 +305,15 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         refuse(stream, &shared.ids.next());
         return;
     }
-    let tracked = match stream.try_clone() {
-        Ok(handle) => Arc::new(Tracked {
-            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
-            stream: handle,
-            waiting_since: AtomicU64::new(shared.millis()),
-            evicted: AtomicBool::new(false),
-        }),
-        Err(_) => {
-            shared.active.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-    };
+    // The registry and the connection thread share the one socket: a
+    // `try_clone` would spend a second descriptor on every connection, halving
+    // how many fit under the process's file limit.
+    let tracked = Arc::new(Tracked {
+        id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+        stream,
+        waiting_since: AtomicU64::new(shared.millis()),
+        evicted: AtomicBool::new(false),
+    });
     lock(&shared.registry).push(Arc::clone(&tracked));
     let id = tracked.id;
     let worker = Arc::clone(shared);
@@ -330,7 +328,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             // A panic outside a handler (which `respond` catches) would be a
             // bug in this layer; contain it to this connection anyway.
             let _ = catch_unwind(AssertUnwindSafe(|| {
-                serve_connection(&worker, &tracked, stream, peer)
+                serve_connection(&worker, &tracked, peer)
             }));
         });
     if let Err(e) = spawned {
@@ -391,8 +389,9 @@ fn refuse(mut stream: TcpStream, request_id: &str) {
 }
 
 /// Serves requests on one connection until either side closes it.
-fn serve_connection(shared: &Shared, tracked: &Tracked, mut stream: TcpStream, peer: SocketAddr) {
+fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
     let limits = &shared.limits;
+    let mut stream = &tracked.stream;
     if stream
         .set_write_timeout(Some(limits.write_timeout))
         .is_err()
@@ -511,7 +510,7 @@ fn log_rejected(error: &ApiError, peer: IpAddr, request_id: &str) {
 /// Closes a connection the server decided to end: stops sending, then reads
 /// and discards what the client still sends for a short while, so the
 /// response is not lost to a reset. Bounded in time and bytes.
-fn linger_close(mut stream: TcpStream) {
+fn linger_close(mut stream: &TcpStream) {
     if stream.shutdown(std::net::Shutdown::Write).is_err() {
         return;
     }
