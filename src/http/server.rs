@@ -257,10 +257,28 @@ struct Tracked {
     /// by the acceptor to evict it or by the shutdown to end it.
     stream: TcpStream,
     /// Milliseconds since server start when the connection began waiting for
-    /// its next request; 0 while a request is being handled.
+    /// its next request; 0 while a request is being handled or once the
+    /// acceptor has claimed the connection for eviction. Both sides change
+    /// it atomically (compare-exchange, swap), so a connection is either
+    /// evicted or handles its request, never both.
     waiting_since: AtomicU64,
-    /// Set when the acceptor closed this connection to make room.
-    evicted: AtomicBool,
+}
+
+impl Tracked {
+    /// The connection thread's side, after a read: ends the wait. False if
+    /// the acceptor claimed the connection first; then the socket is shut
+    /// and whatever was read must not be handled.
+    fn stop_waiting(&self) -> bool {
+        self.waiting_since.swap(0, Ordering::AcqRel) != 0
+    }
+
+    /// The acceptor's side: claims a connection it saw waiting since
+    /// `since`. False if the connection stopped waiting in the meantime.
+    fn claim(&self, since: u64) -> bool {
+        self.waiting_since
+            .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 impl Shared {
@@ -271,22 +289,29 @@ impl Shared {
 
     /// Closes the connection that has waited longest for input. False if
     /// every connection is busy handling a request.
+    ///
+    /// The victim is claimed by swapping its `waiting_since` to 0. If its
+    /// request completes at that very moment, its thread's own swap gets
+    /// there first, the claim fails, and another victim is chosen: a request
+    /// that was read is always handled and answered, and an evicted
+    /// connection never runs a handler whose answer it could not deliver.
     fn evict_longest_waiting(&self) -> bool {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        let victim = registry
-            .iter()
-            .filter(|t| t.waiting_since.load(Ordering::Acquire) != 0)
-            .min_by_key(|t| t.waiting_since.load(Ordering::Acquire));
-        match victim {
-            Some(victim) => {
-                victim.waiting_since.store(0, Ordering::Release);
-                victim.evicted.store(true, Ordering::Release);
+        loop {
+            let victim = registry
+                .iter()
+                .map(|t| (t, t.waiting_since.load(Ordering::Acquire)))
+                .filter(|(_, since)| *since != 0)
+                .min_by_key(|(_, since)| *since);
+            let Some((victim, since)) = victim else {
+                return false;
+            };
+            if victim.claim(since) {
                 log::log(log::Level::Debug, "connection evicted to make room", &[]);
                 // Its thread's pending read returns at once and it exits.
                 let _ = victim.stream.shutdown(std::net::Shutdown::Both);
-                true
+                return true;
             }
-            None => false,
         }
     }
 }
@@ -312,7 +337,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         stream,
         waiting_since: AtomicU64::new(shared.millis()),
-        evicted: AtomicBool::new(false),
     });
     lock(&shared.registry).push(Arc::clone(&tracked));
     let id = tracked.id;
@@ -403,12 +427,18 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let mut out = Vec::new();
+    // `waiting_since` was set by `admit`, and is set again after each
+    // response: never just before a read, where it could overwrite the
+    // acceptor's claim.
     loop {
-        tracked
-            .waiting_since
-            .store(shared.millis(), Ordering::Release);
         let read = read_request(&mut stream, &mut buf, limits, peer.ip());
-        tracked.waiting_since.store(0, Ordering::Release);
+        // Claimed by the acceptor to make room (see `evict_longest_waiting`):
+        // the socket is shut, so there is no one to answer, even if a whole
+        // request arrived; and under a flood a warning per eviction would
+        // flood the log too.
+        if !tracked.stop_waiting() {
+            return;
+        }
         let stopping = shared.shutdown.is_stopping();
         let (response, keep_alive) = match read {
             Ok(None) => return,
@@ -427,10 +457,6 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
                 response.set_header("X-Request-Id", request_id);
                 (response, false)
             }
-            // Closed by the acceptor to make room: the socket is shut, so
-            // there is no one to answer, and under a flood a warning per
-            // eviction would flood the log too.
-            Err(_) if tracked.evicted.load(Ordering::Acquire) => return,
             Err(error) => {
                 let request_id = shared.ids.next();
                 log_rejected(&error, peer.ip(), &request_id);
@@ -452,6 +478,9 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
             linger_close(stream);
             return;
         }
+        tracked
+            .waiting_since
+            .store(shared.millis(), Ordering::Release);
     }
 }
 
@@ -592,5 +621,32 @@ mod tests {
         assert_eq!(ids.for_request(&r), "client-id-1");
         r.headers[0].1 = b"bad id".to_vec();
         assert_ne!(ids.for_request(&r), "bad id");
+    }
+
+    fn tracked(waiting_since: u64) -> Tracked {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        Tracked {
+            id: 1,
+            stream,
+            waiting_since: AtomicU64::new(waiting_since),
+        }
+    }
+
+    #[test]
+    fn a_connection_is_either_evicted_or_handles_its_request() {
+        // The acceptor claims first: the thread must not handle what it read.
+        let t = tracked(7);
+        assert!(t.claim(7));
+        assert!(!t.stop_waiting());
+        // The thread stops waiting first: the claim fails.
+        let t = tracked(7);
+        assert!(t.stop_waiting());
+        assert!(!t.claim(7));
+        // A claim on a stale observation fails: the connection has started
+        // a new wait since the acceptor looked.
+        let t = tracked(9);
+        assert!(!t.claim(7));
+        assert!(t.stop_waiting());
     }
 }

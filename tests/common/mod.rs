@@ -281,6 +281,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits up to `within` for `needle` to appear in the log; false if it
+    /// did not.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// The number of threads of the server process, from /proc.
     pub fn threads(&self) -> usize {
         let status =
