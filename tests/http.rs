@@ -205,6 +205,7 @@ fn a_thousand_idle_connections_close_after_the_keepalive_timeout() {
         .env("KEEPALIVE_TIMEOUT_MS", "1500")
         .start();
     let baseline = server.threads();
+    let descriptors = server.descriptors();
     let mut clients: Vec<Client> = (0..1000).map(|_| server.connect()).collect();
     // Each idle connection holds a thread until its keep-alive deadline.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -215,6 +216,13 @@ fn a_thousand_idle_connections_close_after_the_keepalive_timeout() {
         server.threads() >= baseline + 900,
         "threads: {}",
         server.threads()
+    );
+    // One descriptor per connection: a second one each (a `try_clone`)
+    // would halve how many fit under the process's limit.
+    assert!(
+        server.descriptors() <= descriptors + 1000 + 16,
+        "{} descriptors for 1000 connections, from {descriptors}",
+        server.descriptors()
     );
     std::thread::sleep(Duration::from_millis(1500));
     let closed = clients

@@ -294,6 +294,13 @@ impl Server {
         true
     }
 
+    /// The number of open file descriptors of the server process, from /proc.
+    pub fn descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.process.id()))
+            .unwrap()
+            .count()
+    }
+
     /// The number of threads of the server process, from /proc.
     pub fn threads(&self) -> usize {
         let status =
