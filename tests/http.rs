@@ -6,7 +6,6 @@ mod common;
 
 use common::{Client, Proxy, ProxyMode, Server, TEST_SECRET, TestDb, final_log, spawn, wait_exit};
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -270,21 +269,11 @@ fn a_request_sent_on_an_evicted_connection_is_not_handled() {
     // The kernel may still deliver this to the evicted socket; the server
     // must neither act on it nor answer.
     let body = r#"{"email":"evicted@example.com","password":"correct horse battery"}"#;
-    evicted.send(
-        format!(
-            "POST /auth/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    let json = [("Content-Type", "application/json")];
+    evicted.send_request("POST", "/auth/register", &json, body);
     assert!(evicted.closed_within(Duration::from_secs(2)));
     assert!(evicted.read_reply().is_none());
-    let reply = newcomer.request(
-        "POST",
-        "/auth/register",
-        &[("Content-Type", "application/json")],
-        body,
-    );
+    let reply = newcomer.request("POST", "/auth/register", &json, body);
     assert_eq!(reply.status, 201, "{}", reply.text());
 }
 
@@ -323,11 +312,9 @@ fn an_evicted_slow_sender_is_closed_quietly() {
 
 #[test]
 fn when_every_connection_is_busy_the_server_answers_503_and_closes() {
-    let db = Arc::new(TestDb::new());
     let proxy = Proxy::start();
     let server = Server::builder()
-        .db(&db)
-        .env("DATABASE_URL", &proxy.url(&db))
+        .through(&proxy)
         .env("DB_TIMEOUT_MS", "3000")
         .env("MAX_CONNECTIONS", "2")
         .start();
@@ -408,11 +395,9 @@ fn running_out_of_file_descriptors_does_not_stop_accepting() {
 
 #[test]
 fn database_outage_answers_503_quickly_and_recovers() {
-    let db = Arc::new(TestDb::new());
     let proxy = Proxy::start();
     let server = Server::builder()
-        .db(&db)
-        .env("DATABASE_URL", &proxy.url(&db))
+        .through(&proxy)
         .env("DB_TIMEOUT_MS", "1000")
         .start();
     assert_eq!(server.get("/healthz").status, 200);

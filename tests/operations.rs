@@ -1901,11 +1901,9 @@ fn stuck_on_frozen_database(server: &Server, proxy: &Proxy) -> Client {
 
 #[test]
 fn a_request_stuck_past_the_grace_period_does_not_hold_the_exit() {
-    let db = Arc::new(TestDb::new());
     let proxy = Proxy::start();
     let mut server = Server::builder()
-        .db(&db)
-        .env("DATABASE_URL", &proxy.url(&db))
+        .through(&proxy)
         .env("DB_TIMEOUT_MS", "5000")
         .env("SHUTDOWN_GRACE_SECONDS", "1")
         .start();
@@ -1932,11 +1930,9 @@ fn a_request_stuck_past_the_grace_period_does_not_hold_the_exit() {
 
 #[test]
 fn a_second_signal_exits_at_once_with_status_1() {
-    let db = Arc::new(TestDb::new());
     let proxy = Proxy::start();
     let mut server = Server::builder()
-        .db(&db)
-        .env("DATABASE_URL", &proxy.url(&db))
+        .through(&proxy)
         .env("DB_TIMEOUT_MS", "8000")
         .env("SHUTDOWN_GRACE_SECONDS", "30")
         .start();

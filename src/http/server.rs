@@ -290,9 +290,10 @@ impl Shared {
     /// Closes the connection that has waited longest for input. False if
     /// every connection is busy handling a request.
     ///
-    /// The victim is claimed by swapping its `waiting_since` to 0. If its
-    /// request completes at that very moment, its thread's own swap gets
-    /// there first, the claim fails, and another victim is chosen: a request
+    /// The victim is claimed by a compare-exchange of its `waiting_since` to
+    /// 0 ([`Tracked::claim`]). If its request completes at that very moment,
+    /// its thread's own swap gets there first, the claim fails, and the
+    /// choice is made again: a request
     /// that was read is always handled and answered, and an evicted
     /// connection never runs a handler whose answer it could not deliver.
     fn evict_longest_waiting(&self) -> bool {

@@ -123,6 +123,13 @@ impl Builder {
         self
     }
 
+    /// Reaches the database through `proxy`, so the test can cut or freeze
+    /// it (on the builder's database, or a fresh one).
+    pub fn through(mut self, proxy: &Proxy) -> Builder {
+        let db = Arc::clone(self.db.get_or_insert_with(|| Arc::new(TestDb::new())));
+        self.env("DATABASE_URL", &proxy.url(&db))
+    }
+
     /// Runs the server with this limit on open file descriptors.
     pub fn nofile(mut self, limit: u64) -> Builder {
         self.nofile = Some(limit);
@@ -414,6 +421,12 @@ impl Client {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Reply {
+        self.send_request(method, path, headers, body);
+        self.read_reply().expect("no reply from the server")
+    }
+
+    /// Sends what [`Client::request`] sends, without waiting for a reply.
+    pub fn send_request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) {
         let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
         for (k, v) in headers {
             raw.push_str(&format!("{k}: {v}\r\n"));
@@ -424,7 +437,6 @@ impl Client {
         raw.push_str("\r\n");
         raw.push_str(body);
         self.send(raw.as_bytes());
-        self.read_reply().expect("no reply from the server")
     }
 
     /// Reads one reply; `None` if the connection closed first.
