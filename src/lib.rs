@@ -14,9 +14,9 @@
 //! | [`config`] | environment variables, validated once at start-up |
 //! | [`http`] | the hardened HTTP/1.1 layer: connections, limits, deadlines |
 //! | [`router`] | method and path to handler |
-//! | [`handlers`] | the endpoints' rules |
+//! | [`handlers`] | the endpoints' rules, one file per area of the API |
 //! | [`error`] | every failure's status, code and problem+json body |
-//! | [`db`] | the connection pool, migrations and every SQL statement |
+//! | [`db`] | the connection pool, migrations and every SQL statement, one file per area |
 //! | [`token`] | the session token format: signing and strict verification |
 //! | [`password`] | Argon2id hashing and the password rules |
 //! | [`email`] | email validation and normalisation |

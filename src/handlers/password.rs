@@ -1,0 +1,121 @@
+//! Passwords: changing one with the current password, and the forgotten
+//! password flow (a mailed single-use link, then a new password).
+
+use super::credentials::{find_account, hash_password, verify_password};
+use super::json::{json_object, string_member};
+use super::{Context, random_token, rate_limit, sha256};
+use crate::db::Mail;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::{email, log, password};
+use serde_json::json;
+
+/// `POST /auth/password {email, current_password, new_password}`: changes
+/// the password and ends every session of the account.
+///
+/// 204; 404 `unknown_email`; 401 `wrong_password`; 422 `weak_password`.
+/// The update only applies if the hash is still the one just verified, so a
+/// concurrent change cannot be overwritten by someone who knew the old
+/// password.
+pub fn change_password(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    rate_limit(ctx, request)?;
+    let body = json_object(request)?;
+    let raw_email = string_member(&body, "email")?;
+    let current = string_member(&body, "current_password")?;
+    let new_password = string_member(&body, "new_password")?;
+    let account = find_account(ctx, raw_email)?;
+    verify_password(ctx, current, &account)?;
+    password::check_strength(new_password, &account.user.email)
+        .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
+    let new_hash = hash_password(ctx, new_password)?;
+    match ctx.db.change_password(
+        account.user.id,
+        &account.password_hash,
+        &new_hash,
+        ctx.now(),
+    )? {
+        Some(ended) => {
+            ctx.metrics.sessions_ended(ended);
+            log::info("password changed", &[("user_id", account.user.id.into())]);
+            Ok(Response::empty(204))
+        }
+        None => Err(ApiError::WrongPassword),
+    }
+}
+
+/// `POST /auth/password/forgot {email}`: 202 with the same body whether or
+/// not the email has an account, so the answer reveals nothing. For an
+/// account, creates a single-use reset token (256 random bits; only its
+/// SHA-256 is stored) valid for `RESET_TOKEN_TTL_SECONDS`, replacing older
+/// ones, and queues the email with the link in the same transaction.
+pub fn forgot_password(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    rate_limit(ctx, request)?;
+    let body = json_object(request)?;
+    let raw_email = string_member(&body, "email")?;
+    let accepted = Response::json(
+        202,
+        &json!({"status": "accepted", "detail": "If an account has this email, a reset link is on its way."}),
+    );
+    let Ok(email) = email::normalize(raw_email) else {
+        return Ok(accepted);
+    };
+    let Some(account) = ctx.db.credentials(&email)? else {
+        return Ok(accepted);
+    };
+    let token = random_token()?;
+    let now = ctx.now();
+    let expires_at = now + ctx.config.reset_token_ttl;
+    let link = format!("{}?token={token}", ctx.config.reset_url_base);
+    let mail = Mail {
+        recipient: account.user.email.clone(),
+        subject: "Reset your password".into(),
+        body: format!(
+            "Someone asked to reset the password of the account for {email}.\n\n\
+             To choose a new password, open this link within {minutes} minutes:\n\n{link}\n\n\
+             The link works once. If you did not ask for this, ignore this message: \
+             your password stays as it is.\n",
+            email = account.user.email,
+            minutes = ctx.config.reset_token_ttl / 60,
+        ),
+    };
+    ctx.db
+        .start_reset(account.user.id, &sha256(&token), now, expires_at, &mail)?;
+    log::info(
+        "password reset requested",
+        &[("user_id", account.user.id.into())],
+    );
+    Ok(accepted)
+}
+
+/// `POST /auth/password/reset {token, new_password}`: 204; sets the new
+/// password, ends every session, clears the login lockout and uses up the
+/// token, all in one transaction. 400 `invalid_reset_token` for an unknown,
+/// used or expired token; 422 `weak_password`.
+pub fn reset_password(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    rate_limit(ctx, request)?;
+    let body = json_object(request)?;
+    let token = string_member(&body, "token")?;
+    let new_password = string_member(&body, "new_password")?;
+    // The lookup is by the token's SHA-256, so timing reveals nothing
+    // about a real token's bytes.
+    let token_hash = sha256(token);
+    let now = ctx.now();
+    let reset = ctx
+        .db
+        .find_reset(&token_hash, now)?
+        .ok_or(ApiError::InvalidResetToken)?;
+    password::check_strength(new_password, &reset.user.email)
+        .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
+    let new_hash = hash_password(ctx, new_password)?;
+    match ctx
+        .db
+        .complete_reset(&token_hash, reset.user.id, &new_hash, now)?
+    {
+        Some(ended) => {
+            ctx.metrics.sessions_ended(ended);
+            log::info("password reset", &[("user_id", reset.user.id.into())]);
+            Ok(Response::empty(204))
+        }
+        None => Err(ApiError::InvalidResetToken),
+    }
+}

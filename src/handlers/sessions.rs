@@ -1,0 +1,124 @@
+//! Sessions: logging out (one or all), listing and ending sessions, and
+//! the background purge of expired ones.
+
+use super::auth::authenticate;
+use super::{Context, hex};
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::{log, time};
+use serde_json::{Value, json};
+
+/// `POST /auth/logout` (Bearer): 204; ends this token's session only.
+pub fn logout(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate(ctx, request)?;
+    if ctx.db.end_session(&auth.session_id, auth.user.id)? {
+        ctx.metrics.sessions_ended(1);
+    }
+    log::info("logout", &[("user_id", auth.user.id.into())]);
+    Ok(Response::empty(204))
+}
+
+/// `POST /auth/logout-all` (Bearer): 204; ends every session of the account,
+/// this one included.
+pub fn logout_all(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate(ctx, request)?;
+    let ended = ctx.db.end_all_sessions(auth.user.id)?;
+    ctx.metrics.sessions_ended(ended);
+    log::info(
+        "logout everywhere",
+        &[("user_id", auth.user.id.into()), ("sessions", ended.into())],
+    );
+    Ok(Response::empty(204))
+}
+
+/// `GET /auth/sessions` (Bearer): 200 `{"sessions": [...]}`, the account's
+/// live sessions, newest first, each marked `current` if it is the caller's.
+pub fn sessions(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate(ctx, request)?;
+    let sessions: Vec<Value> = ctx
+        .db
+        .sessions(auth.user.id, ctx.now())?
+        .iter()
+        .map(|s| {
+            json!({
+                "id": hex(&s.id),
+                "created_at": time::rfc3339(s.created_at),
+                "expires_at": time::rfc3339(s.expires_at),
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "current": s.id == auth.session_id,
+            })
+        })
+        .collect();
+    Ok(Response::json(200, &json!({ "sessions": sessions })))
+}
+
+/// `DELETE /auth/sessions/{id}` (Bearer): 204; ends one session of the
+/// caller's. Another account's session id answers 404 `not_found` exactly as
+/// an unknown one does, so ids cannot be probed.
+pub fn end_session(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate(ctx, request)?;
+    let id = request
+        .path
+        .strip_prefix(crate::router::SESSIONS_PREFIX)
+        .and_then(parse_session_id)
+        .ok_or(ApiError::NotFound)?;
+    if !ctx.db.end_session(&id, auth.user.id)? {
+        return Err(ApiError::NotFound);
+    }
+    ctx.metrics.sessions_ended(1);
+    log::info("session ended", &[("user_id", auth.user.id.into())]);
+    Ok(Response::empty(204))
+}
+
+/// Deletes every session and reset token that has expired, in batches;
+/// returns how many rows went.
+/// Run by a background thread every [`PURGE_INTERVAL`] so the sessions table
+/// holds only live sessions plus at most that much expired backlog.
+pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> {
+    const BATCH: u32 = 1000;
+    let mut total = 0;
+    loop {
+        let now = ctx.now();
+        let deleted =
+            ctx.db.purge_expired_sessions(now, BATCH)? + ctx.db.purge_expired_resets(now, BATCH)?;
+        total += deleted;
+        if deleted < 2 * u64::from(BATCH) {
+            return Ok(total);
+        }
+    }
+}
+
+/// How often expired sessions are purged.
+pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// 32 lowercase hex digits to a session id.
+fn parse_session_id(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_round_trip_and_reject_other_forms() {
+        let id = [0xab; 16];
+        assert_eq!(parse_session_id(&hex(&id)), Some(id));
+        assert_eq!(parse_session_id(&hex(&id).to_uppercase()), None);
+        assert_eq!(parse_session_id("ab"), None);
+        assert_eq!(parse_session_id(&"g".repeat(32)), None);
+        assert_eq!(parse_session_id(&"é".repeat(16)), None);
+    }
+}
