@@ -67,6 +67,15 @@ pub struct Config {
     pub reset_url_base: String,
     /// `RESET_TOKEN_TTL_SECONDS`: how long a reset token works.
     pub reset_token_ttl: u64,
+    /// `RESET_MAX_LIVE_TOKENS`: reset links live at once per account; a new
+    /// one retires the oldest beyond this.
+    pub reset_max_live_tokens: u32,
+    /// `MAIL_RECIPIENT_COOLDOWN_SECONDS`: at most one reset mail per account
+    /// in this many seconds (0: no limit).
+    pub mail_recipient_cooldown: u64,
+    /// `MAIL_POLL_MS`: how often the mail worker looks for work queued by
+    /// other instances (work queued here wakes it at once).
+    pub mail_poll: Duration,
     /// `CORS_ALLOWED_ORIGINS`: origins browser pages may call from.
     pub cors: Cors,
     /// `METRICS_BIND_ADDR`: serve `/metrics` there instead of on `BIND_ADDR`.
@@ -98,6 +107,9 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("reset_url_base", &self.reset_url_base)
             .field("reset_token_ttl", &self.reset_token_ttl)
+            .field("reset_max_live_tokens", &self.reset_max_live_tokens)
+            .field("mail_recipient_cooldown", &self.mail_recipient_cooldown)
+            .field("mail_poll", &self.mail_poll)
             .field("cors", &self.cors)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -177,6 +189,10 @@ impl Config {
             })?,
             reset_url_base: reset_url_base(&vars)?,
             reset_token_ttl: vars.number("RESET_TOKEN_TTL_SECONDS", 900, 1, 86_400)? as u64,
+            reset_max_live_tokens: vars.number("RESET_MAX_LIVE_TOKENS", 3, 1, 100)? as u32,
+            mail_recipient_cooldown: vars.number("MAIL_RECIPIENT_COOLDOWN_SECONDS", 60, 0, 86_400)?
+                as u64,
+            mail_poll: vars.millis("MAIL_POLL_MS", 2_000)?,
             cors: Cors::parse(&vars.get("CORS_ALLOWED_ORIGINS").unwrap_or_default()).ok_or(ConfigError {
                 variable: "CORS_ALLOWED_ORIGINS",
                 reason: "must be comma-separated origins such as https://app.example.com (no paths, no *)".into(),
@@ -303,7 +319,18 @@ fn keyring(vars: &Vars) -> Result<Keyring, ConfigError> {
             variable: "TOKEN_SECRET",
             reason: "required but not set (or set TOKEN_SECRET_FILE)".into(),
         })?;
-    let current = Key::new(&current).map_err(|_| short("TOKEN_SECRET"))?;
+    // One rule for every key, so a key moved from TOKEN_SECRET into the
+    // list of previous keys stays the same key: no whitespace, no commas.
+    let key = |variable, secret: &[u8]| {
+        if secret.iter().any(|b| b.is_ascii_whitespace() || *b == b',') {
+            return Err(ConfigError {
+                variable,
+                reason: "a secret must not contain whitespace or commas".into(),
+            });
+        }
+        Key::new(secret).map_err(|_| short(variable))
+    };
+    let current = key("TOKEN_SECRET", &current)?;
     let previous = vars
         .secret("TOKEN_SECRETS_PREVIOUS", "TOKEN_SECRETS_PREVIOUS_FILE")?
         .unwrap_or_default();
@@ -311,7 +338,7 @@ fn keyring(vars: &Vars) -> Result<Keyring, ConfigError> {
         .split(|b| *b == b',' || *b == b'\n')
         .map(|s| s.trim_ascii())
         .filter(|s| !s.is_empty())
-        .map(|s| Key::new(s).map_err(|_| short("TOKEN_SECRETS_PREVIOUS")))
+        .map(|s| key("TOKEN_SECRETS_PREVIOUS", s))
         .collect::<Result<Vec<Key>, ConfigError>>()?;
     Keyring::new(current, previous).map_err(|_| ConfigError {
         variable: "TOKEN_SECRETS_PREVIOUS",

@@ -5,6 +5,9 @@
 //! hashed here under the same rules as registration) or
 //! `{"email": ..., "password_hash": ...}` (an Argon2 PHC string, kept as it
 //! is and upgraded to the configured parameters at the user's first login).
+//! A hash made elsewhere was made without this server's `PASSWORD_PEPPER`:
+//! with a pepper set, such rows are marked, verified without the pepper, and
+//! rehashed with it at the first login, so imported users are not locked out.
 //! Blank lines are skipped.
 //!
 //! Every line is validated first and each bad one is reported with its line
@@ -18,6 +21,7 @@
 
 use crate::config::Config;
 use crate::db::{Db, Import};
+use crate::email::Address;
 use crate::{email, password};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -41,8 +45,8 @@ pub struct Summary {
 
 /// One line as read, before hashing.
 enum Entry {
-    Plain { email: String, password: String },
-    Hashed { email: String, hash: String },
+    Plain { address: Address, password: String },
+    Hashed { address: Address, hash: String },
 }
 
 /// Parses and validates one line; `Err` is the reason to report.
@@ -56,13 +60,14 @@ fn parse_line(line: &str, hasher: &password::Hasher) -> Result<Entry, String> {
         Some(_) => return Err("\"email\" must be a string".into()),
         None => return Err("\"email\" is missing".into()),
     };
-    let email = email::normalize(raw_email).map_err(|e| format!("invalid email: {e}"))?;
+    let address = email::normalize(raw_email).map_err(|e| format!("invalid email: {e}"))?;
     match (obj.get("password"), obj.get("password_hash")) {
         (Some(_), Some(_)) => Err("give \"password\" or \"password_hash\", not both".into()),
         (Some(Value::String(plain)), None) => {
-            password::check_strength(plain, &email).map_err(|e| format!("weak password: {e}"))?;
+            password::check_strength(plain, &address.email)
+                .map_err(|e| format!("weak password: {e}"))?;
             Ok(Entry::Plain {
-                email,
+                address,
                 password: plain.clone(),
             })
         }
@@ -73,7 +78,7 @@ fn parse_line(line: &str, hasher: &password::Hasher) -> Result<Entry, String> {
                 return Err("\"password_hash\" is not an Argon2 PHC string".into());
             }
             Ok(Entry::Hashed {
-                email,
+                address,
                 hash: hash.clone(),
             })
         }
@@ -107,11 +112,11 @@ pub fn run(
         match parse_line(&line, &config.hasher) {
             Err(reason) => summary.rejected.push((number, reason)),
             Ok(entry) => {
-                let email = match &entry {
-                    Entry::Plain { email, .. } | Entry::Hashed { email, .. } => email.clone(),
+                let key = match &entry {
+                    Entry::Plain { address, .. } | Entry::Hashed { address, .. } => address.key,
                 };
                 // A repeat within the file is a duplicate like an existing row.
-                if seen.insert(email) {
+                if seen.insert(key) {
                     pending.push((number, entry));
                 } else {
                     summary.existing += 1;
@@ -159,16 +164,18 @@ fn flush(
                 scope.spawn(move || {
                     part.iter()
                         .map(|(number, entry)| match entry {
-                            Entry::Hashed { email, hash } => Ok(Import {
-                                email: email.clone(),
+                            Entry::Hashed { address, hash } => Ok(Import {
+                                address: address.clone(),
                                 password_hash: hash.clone(),
+                                unpeppered: config.hasher.has_pepper(),
                             }),
-                            Entry::Plain { email, password } => config
+                            Entry::Plain { address, password } => config
                                 .hasher
                                 .hash(password)
                                 .map(|password_hash| Import {
-                                    email: email.clone(),
+                                    address: address.clone(),
                                     password_hash,
+                                    unpeppered: false,
                                 })
                                 .map_err(|e| (*number, format!("hashing failed: {e}"))),
                         })
@@ -260,7 +267,7 @@ mod tests {
         let hash = h.hash("long enough pw").unwrap();
         let line = format!(r#"{{"email": "A@B.io", "password_hash": "{hash}"}}"#);
         assert!(
-            matches!(parse_line(&line, &h), Ok(Entry::Hashed { email, .. }) if email == "a@b.io")
+            matches!(parse_line(&line, &h), Ok(Entry::Hashed { address, .. }) if address.email == "a@b.io")
         );
     }
 }

@@ -14,9 +14,12 @@
 //! | [`config`] | environment variables, validated once at start-up |
 //! | [`http`] | the hardened HTTP/1.1 layer: connections, limits, deadlines |
 //! | [`router`] | method and path to handler |
+//! | [`context`] | what handlers and workers share: settings, database, defences |
 //! | [`handlers`] | the endpoints' rules, one file per area of the API |
 //! | [`error`] | every failure's status, code and problem+json body |
 //! | [`db`] | the connection pool, migrations and every SQL statement, one file per area |
+//! | [`mail`] | the mail worker: resolves mail requests into the outbox |
+//! | [`secret`] | fresh random tokens and the digests stored instead |
 //! | [`token`] | the session token format: signing and strict verification |
 //! | [`password`] | Argon2id hashing and the password rules |
 //! | [`email`] | email validation and normalisation |
@@ -33,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod context;
 pub mod cors;
 pub mod db;
 pub mod email;
@@ -42,8 +46,10 @@ pub mod http;
 pub mod import;
 pub mod limits;
 pub mod log;
+pub mod mail;
 pub mod metrics;
 pub mod password;
 pub mod router;
+pub mod secret;
 pub mod time;
 pub mod token;

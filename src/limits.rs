@@ -59,7 +59,8 @@
 //! were empty, which fails safe under an address-spraying flood.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
@@ -215,13 +216,14 @@ impl AccountLocks {
 /// each, so a few MiB at most).
 pub const MAX_TRACKED_CLIENTS: usize = 100_000;
 
-/// Per-address token buckets.
-pub struct RateLimiter {
+/// Token buckets per key: a client address ([`bucket_of`] groups IPv6
+/// addresses by /64) or an account id.
+pub struct RateLimiter<K> {
     /// Tokens regained per second.
     rate: f64,
     /// Bucket size; 0 turns the limiter off.
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 #[derive(Clone, Copy)]
@@ -230,10 +232,10 @@ struct Bucket {
     updated: Instant,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_minute` requests regained per minute, at most `burst` at once.
     /// `burst == 0` or `per_minute == 0` turns limiting off.
-    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> RateLimiter<K> {
         let off = per_minute == 0 || burst == 0;
         RateLimiter {
             rate: f64::from(per_minute) / 60.0,
@@ -244,7 +246,7 @@ impl RateLimiter {
 
     /// Takes one request from `client`'s bucket at time `now`. `Err` carries
     /// the whole seconds until a request will be allowed (for `Retry-After`).
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+    pub fn check(&self, client: K, now: Instant) -> Result<(), u64> {
         if self.burst == 0.0 {
             return Ok(());
         }
@@ -275,6 +277,17 @@ impl RateLimiter {
     }
 }
 
+/// The rate-limit key of a client address: the address itself for IPv4, its
+/// /64 network for IPv6. One IPv6 subscriber or host usually has a whole /64
+/// (RFC 6177), so keying by /128 would give each of its 2^64 addresses a
+/// fresh bucket.
+pub fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
+
 fn refilled(bucket: &Bucket, rate: f64, burst: f64, now: Instant) -> f64 {
     let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
     (bucket.tokens + elapsed * rate).min(burst)
@@ -302,6 +315,11 @@ impl TrustedProxies {
             if bits > max {
                 return None;
             }
+            // A range written as ::ffff:a.b.c.d/n means the IPv4 range.
+            let (addr, bits) = match addr.to_canonical() {
+                v4 @ IpAddr::V4(_) if addr.is_ipv6() => (v4, bits.saturating_sub(96)),
+                _ => (addr, bits),
+            };
             ranges.push((addr, bits));
         }
         Some(TrustedProxies(ranges))
@@ -315,7 +333,14 @@ impl TrustedProxies {
     /// in which case the rightmost untrusted address of `forwarded_for`. If
     /// every listed address is trusted, the leftmost is the client; if the
     /// header is missing or an entry does not parse, `peer`.
+    ///
+    /// Addresses are canonical throughout (`IpAddr::to_canonical`): on a
+    /// socket bound to `[::]` an IPv4 peer arrives as `::ffff:a.b.c.d`,
+    /// which must match `TRUSTED_PROXIES=a.b.c.d` and share a bucket with
+    /// `a.b.c.d`. Entries may carry a port or brackets, as some proxies
+    /// write them (`198.51.100.8:5555`, `[2001:db8::9]:443`).
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.contains(peer) {
             return peer;
         }
@@ -324,14 +349,31 @@ impl TrustedProxies {
         };
         let mut leftmost = peer;
         for item in header.rsplit(',').map(str::trim) {
-            match item.parse::<IpAddr>() {
-                Ok(ip) if self.contains(ip) => leftmost = ip,
-                Ok(ip) => return ip,
-                Err(_) => return peer,
+            match forwarded_address(item) {
+                Some(ip) if self.contains(ip) => leftmost = ip,
+                Some(ip) => return ip,
+                None => return peer,
             }
         }
         leftmost
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally in brackets or with
+/// a port; canonical.
+fn forwarded_address(item: &str) -> Option<IpAddr> {
+    let ip = item
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| item.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            item.strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        })?;
+    Some(ip.to_canonical())
 }
 
 fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {

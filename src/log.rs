@@ -158,6 +158,11 @@ pub fn info(msg: &str, fields: &[(&str, Value)]) {
     log(Level::Info, msg, fields);
 }
 
+/// [`log`] at [`Level::Debug`].
+pub fn debug(msg: &str, fields: &[(&str, Value)]) {
+    log(Level::Debug, msg, fields);
+}
+
 /// Routes panic messages through the JSON log instead of the default hook's
 /// free text, so a panicking handler still yields one parseable line. The
 /// request id is added by the HTTP layer, which logs the 500 it answers.

@@ -127,6 +127,9 @@ fn serve() -> ExitCode {
     // Logged once every socket is bound: tools wait for this line.
     log::info("listening", &[("addr", addr.into())]);
     spawn_session_purge(Arc::clone(&ctx));
+    if let Err(e) = spawn_mail_worker(Arc::clone(&ctx)) {
+        return fail(&format!("cannot start the mail worker thread: {e}"));
+    }
     http::serve(
         listener,
         limits,
@@ -218,6 +221,16 @@ fn spawn_session_purge(ctx: Arc<Context>) {
             &[("error", e.to_string().into())],
         );
     }
+}
+
+/// Resolves mail requests into the outbox for the life of the process.
+/// Without it no reset mail would ever be queued, so failing to start it
+/// stops start-up.
+fn spawn_mail_worker(ctx: Arc<Context>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("mail".into())
+        .spawn(move || auth_server::mail::run(&ctx))
+        .map(drop)
 }
 
 /// Asks the local server for `/healthz`. Needs no shell or curl in the image,

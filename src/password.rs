@@ -312,6 +312,20 @@ impl Hasher {
             || !stored.data().is_empty()
     }
 
+    /// True when a pepper is set.
+    pub fn has_pepper(&self) -> bool {
+        self.pepper.is_some()
+    }
+
+    /// This hasher without its pepper: for verifying hashes made elsewhere and imported while
+    /// a pepper is set (see `import-users`), which the first login then replaces.
+    pub fn without_pepper(&self) -> Hasher {
+        Hasher {
+            params: self.params.clone(),
+            pepper: None,
+        }
+    }
+
     /// An Argon2id v1.3 context with the configured cost, keyed with the pepper if one is set.
     fn context(&self) -> Result<Argon2<'_>, HashError> {
         match &self.pepper {

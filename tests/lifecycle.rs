@@ -70,11 +70,35 @@ fn forgot(server: &Server, email: &str) -> Reply {
     server.json("POST", FORGOT, &json!({"email": email}))
 }
 
-/// Asks for a reset of `email`, which must be accepted.
+/// Asks for a reset of `email`, which must be accepted, and waits until the
+/// mail worker has resolved the request, so the outbox shows its outcome.
 #[track_caller]
 fn forgot_ok(server: &Server, email: &str) {
     let reply = forgot(server, email);
     assert_eq!(reply.status, 202, "forgot {email}: {}", text(&reply));
+    wait_for_mail_worker(server);
+}
+
+/// Waits (up to 5 s) until no mail request is pending.
+#[track_caller]
+fn wait_for_mail_worker(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending: u64 = server
+            .db
+            .conn()
+            .query_first("SELECT COUNT(*) FROM mail_requests")
+            .unwrap()
+            .unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mail worker left {pending} requests unresolved for 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn reset(server: &Server, token: &str, new_password: &str) -> Reply {
@@ -260,6 +284,7 @@ fn forgot_answers_alike_for_every_email_and_queues_one_mail_for_a_known_one() {
     let known = forgot(&server, "ALICE@example.COM");
     let unknown = forgot(&server, "nobody@example.com");
     let invalid = forgot(&server, "not an email");
+    wait_for_mail_worker(&server);
     let after = now();
 
     let expected = json!({
@@ -478,29 +503,61 @@ fn an_expired_reset_token_is_refused() {
 }
 
 #[test]
-fn a_newer_request_supersedes_older_tokens_of_that_user_only() {
-    let server = Server::start();
+fn a_new_link_retires_only_the_oldest_beyond_the_limit_and_only_that_users() {
+    let server = Server::builder()
+        .env("MAIL_RECIPIENT_COOLDOWN_SECONDS", "0")
+        .env("RESET_MAX_LIVE_TOKENS", "2")
+        .start();
     let erin = "erin@example.com";
     let frank = "frank@example.com";
     let erin_id = register(&server, erin, GOOD);
     register(&server, frank, GOOD);
 
+    // Created a second apart, so "oldest" is unambiguous (times are seconds).
     let first = reset_token_for(&server, erin);
     let frank_token = reset_token_for(&server, frank);
+    std::thread::sleep(Duration::from_millis(1100));
     let second = reset_token_for(&server, erin);
-    assert_ne!(first, second);
-    assert_eq!(outbox(&server).len(), 3);
-    assert_eq!(count_for(&server, "password_resets", "user_id", erin_id), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let third = reset_token_for(&server, erin);
+    assert_eq!(outbox(&server).len(), 4);
+    assert_eq!(count_for(&server, "password_resets", "user_id", erin_id), 2);
 
-    // The older token is tried first, so its refusal is not a used-up token.
+    // The oldest was retired; tried first, so its refusal is not a used-up token.
     reset(&server, &first, NEW).assert_problem(400, "invalid_reset_token");
     login(&server, erin, GOOD);
+    // Either of the two newest works; the new password then voids the other.
     assert_eq!(reset(&server, &second, NEW).status, 204);
     login(&server, erin, NEW);
+    reset(&server, &third, GOOD).assert_problem(400, "invalid_reset_token");
 
     // Erin's requests did not touch Frank's token.
     assert_eq!(reset(&server, &frank_token, NEW).status, 204);
     login(&server, frank, NEW);
+}
+
+#[test]
+fn within_the_cooldown_a_request_queues_nothing_and_the_newest_link_still_works() {
+    let server = Server::builder()
+        .env("MAIL_RECIPIENT_COOLDOWN_SECONDS", "3")
+        .start();
+    let victim = "victim@example.com";
+    let id = register(&server, victim, GOOD);
+    let link = reset_token_for(&server, victim);
+    // An attacker asks again and again: each answer is the same 202, and
+    // nothing more reaches the victim until the cooldown has passed.
+    for _ in 0..5 {
+        forgot_ok(&server, victim);
+    }
+    assert_eq!(outbox(&server).len(), 1);
+    assert_eq!(count_for(&server, "password_resets", "user_id", id), 1);
+    std::thread::sleep(Duration::from_millis(3100));
+    let newest = reset_token_for(&server, victim);
+    assert_eq!(outbox(&server).len(), 2);
+    // The link of the newest mail resets the password, as the first would.
+    assert_eq!(reset(&server, &newest, NEW).status, 204);
+    login(&server, victim, NEW);
+    reset(&server, &link, GOOD).assert_problem(400, "invalid_reset_token");
 }
 
 #[test]

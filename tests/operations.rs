@@ -971,15 +971,7 @@ fn a_whole_account_life_logs_well_formed_lines_and_no_secret() {
     let forgot = server.json("POST", "/auth/password/forgot", &json!({"email": email}));
     assert_eq!(forgot.status, 202, "{}", text(&forgot));
     replies.push((forgot, "POST", "/auth/password/forgot".into()));
-    let body: String = server
-        .db
-        .conn()
-        .exec_first(
-            "SELECT body FROM mail_outbox WHERE recipient = ? ORDER BY id DESC LIMIT 1",
-            (email,),
-        )
-        .unwrap()
-        .expect("no reset mail queued");
+    let body = common::wait_for_mail(&server, email);
     let start = body.find("?token=").expect("no link in the mail") + "?token=".len();
     let reset_token: String = body[start..]
         .chars()

@@ -9,8 +9,12 @@
 //!   to the database) so exactly one applies what is pending while the others
 //!   wait, then find nothing left to do.
 //! - MySQL commits DDL implicitly, so a migration is not atomic: each file is
-//!   written so that it can be re-run after a failure part way (`IF NOT
-//!   EXISTS`), and is recorded only once all its statements succeeded.
+//!   written so that it can be re-run after a failure part way, and is
+//!   recorded only once all its statements succeeded. `CREATE TABLE` says
+//!   `IF NOT EXISTS`; MySQL 8.4 has no `ADD COLUMN IF NOT EXISTS`, so each
+//!   `ALTER TABLE` is one statement (InnoDB applies it whole or not at all),
+//!   and on a re-run the errors that say it was already applied (duplicate
+//!   column, duplicate key name, table exists) are taken as done.
 //! - Statements within a file end with `;` at the end of a line; `--` lines
 //!   are comments. The files are ours, so this simple rule is enough.
 
@@ -51,7 +55,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_password_resets.sql",
         sql: include_str!("../../sql/0004_password_resets.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_email_keys.sql",
+        sql: include_str!("../../sql/0005_email_keys.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_mail_requests.sql",
+        sql: include_str!("../../sql/0006_mail_requests.sql"),
+    },
 ];
+
+/// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL
+/// statement that already ran answers when it runs again.
+const ALREADY_APPLIED: [u16; 3] = [1050, 1060, 1061];
 
 /// Seconds to wait for another instance that is migrating.
 const LOCK_WAIT_SECONDS: u32 = 60;
@@ -127,7 +145,10 @@ fn apply_pending(conn: &mut Conn) -> Result<Vec<&'static str>, MigrateError> {
             None => {}
         }
         for statement in statements(migration.sql) {
-            conn.query_drop(statement)?;
+            match conn.query_drop(&statement) {
+                Err(mysql::Error::MySqlError(e)) if ALREADY_APPLIED.contains(&e.code) => {}
+                other => other?,
+            }
         }
         conn.exec_drop(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (:version, :name, :checksum)",

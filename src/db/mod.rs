@@ -16,110 +16,38 @@
 //! | file | owns |
 //! |---|---|
 //! | `users.rs` | accounts: create, find, change email, delete, import |
-//! | `passwords.rs` | new passwords and password resets |
+//! | `passwords.rs` | new passwords and using reset tokens |
+//! | `mail.rs` | mail requests, reset tokens with their message, the outbox |
 //! | `sessions.rs` | login sessions |
 //! | `lockout.rs` | failure counts of the brute-force lockout |
+//! | `tx.rs` | *shared:* transactions, and rerunning them after a conflict |
+//! | `failure.rs` | *shared:* what each database error means (retry, 503, 500) |
 //! | `pool.rs` | the bounded connection pool |
 //! | `migrate.rs` | schema migrations |
 
+mod failure;
 mod lockout;
+mod mail;
 mod migrate;
 mod passwords;
 mod pool;
 mod sessions;
+mod tx;
 mod users;
 
+pub use failure::{DbError, StartupError};
+
+pub use mail::{Mail, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
 pub use migrate::{MIGRATIONS, MigrateError, Migration};
-pub use passwords::{Mail, Reset};
+pub use passwords::Reset;
 pub use pool::{PING_AFTER_IDLE, Pool, PoolError};
 pub use sessions::Session;
-pub use users::{Credentials, EmailChange, Guarded, Import, User};
+pub use users::{Change, Credentials, Guarded, Import, Proof, User};
 
-use crate::error::ApiError;
 use crate::log;
+use failure::codes;
 use mysql::prelude::Queryable;
-use std::fmt;
 use std::time::{Duration, Instant};
-
-/// MySQL and MariaDB error codes the server tells apart.
-mod codes {
-    /// ER_DBACCESS_DENIED_ERROR
-    pub const DB_ACCESS_DENIED: u16 = 1044;
-    /// ER_ACCESS_DENIED_ERROR
-    pub const ACCESS_DENIED: u16 = 1045;
-    /// ER_BAD_DB_ERROR
-    pub const UNKNOWN_DATABASE: u16 = 1049;
-    /// ER_DUP_ENTRY
-    pub const DUPLICATE_KEY: u16 = 1062;
-}
-
-/// A failed database operation, as much as a caller needs to know.
-#[derive(Debug)]
-pub enum DbError {
-    /// The database could not be reached in time or the connection broke:
-    /// the request may succeed later.
-    Unavailable(String),
-    /// The database answered with an error the server did not expect: a bug
-    /// or a schema out of step. The text is for the log, never a response.
-    Query(String),
-}
-
-impl fmt::Display for DbError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DbError::Unavailable(why) => write!(f, "database unavailable: {why}"),
-            DbError::Query(why) => write!(f, "database error: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for DbError {}
-
-impl From<PoolError> for DbError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Exhausted => DbError::Unavailable("no free connection in the pool".into()),
-            PoolError::Mysql(e) if e.is_connectivity_error() => DbError::Unavailable(e.to_string()),
-            PoolError::Mysql(e) => DbError::Query(e.to_string()),
-        }
-    }
-}
-
-impl From<DbError> for ApiError {
-    /// Logs the cause (the request id comes from the log context) and keeps
-    /// it out of the response.
-    fn from(e: DbError) -> Self {
-        log::error("database failure", &[("error", e.to_string().into())]);
-        match e {
-            DbError::Unavailable(_) => ApiError::DatabaseUnavailable,
-            DbError::Query(_) => ApiError::Internal,
-        }
-    }
-}
-
-/// Why the database could not be prepared at start-up.
-#[derive(Debug)]
-pub enum StartupError {
-    /// Still unreachable when the retry period ended.
-    Unreachable(String),
-    /// Reachable but refused us: wrong credentials or no such database.
-    /// Retrying cannot help, so start-up stops at once.
-    Refused(String),
-    /// Migrating failed.
-    Migrate(MigrateError),
-}
-
-impl fmt::Display for StartupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartupError::Unreachable(why) => write!(f, "database unreachable: {why}"),
-            StartupError::Refused(why) => write!(f, "database refused the connection: {why}"),
-            StartupError::Migrate(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for StartupError {}
 
 /// The database handle the handlers use.
 pub struct Db {
@@ -145,7 +73,10 @@ impl Db {
         let mut pause = Duration::from_millis(250);
         loop {
             let why = match self.migrate_once() {
-                Ok(Ok(applied)) => return Ok(applied),
+                Ok(Ok(applied)) => {
+                    self.key_old_accounts();
+                    return Ok(applied);
+                }
                 Ok(Err(e)) => return Err(StartupError::Migrate(e)),
                 Err(PoolError::Mysql(mysql::Error::MySqlError(e)))
                     if [
@@ -174,6 +105,20 @@ impl Db {
         }
     }
 
+    /// Keys the accounts that predate mailbox keys (see
+    /// [`Db::backfill_email_keys`]). A failure is logged and left for the
+    /// next start: those accounts cannot log in meanwhile, everyone else can.
+    fn key_old_accounts(&self) {
+        match self.backfill_email_keys() {
+            Ok(0) => {}
+            Ok(n) => log::info("accounts given mailbox keys", &[("accounts", n.into())]),
+            Err(e) => log::error(
+                "giving old accounts their mailbox keys failed; retried at the next start",
+                &[("error", e.to_string().into())],
+            ),
+        }
+    }
+
     /// Applies pending migrations once, without retrying.
     pub fn migrate(&self) -> Result<Vec<&'static str>, StartupError> {
         match self.migrate_once() {
@@ -185,10 +130,16 @@ impl Db {
     /// One attempt: the outer error is a connection failure (worth retrying),
     /// the inner one a failure of the migration itself.
     fn migrate_once(&self) -> Result<Result<Vec<&'static str>, MigrateError>, PoolError> {
-        self.pool.with(|conn| match migrate::run(conn) {
-            // Network failures go up as such, so the pool drops the connection.
-            Err(MigrateError::Database(e)) if e.is_connectivity_error() => Err(e),
-            other => Ok(other),
+        self.pool.with(|conn| {
+            // DDL on a big table may take longer than a request's statements.
+            pool::limit_session(conn, None)?;
+            let result = migrate::run(conn);
+            pool::limit_session(conn, Some(self.pool.timeout()))?;
+            match result {
+                // Network failures go up as such, so the pool drops the connection.
+                Err(MigrateError::Database(e)) if e.is_connectivity_error() => Err(e),
+                other => Ok(other),
+            }
         })
     }
 
@@ -200,9 +151,5 @@ impl Db {
     /// Succeeds when a trivial query round-trips: the health check.
     pub fn ping(&self) -> Result<(), DbError> {
         self.run(|conn| conn.query_drop("SELECT 1"))
-    }
-
-    fn run<T>(&self, f: impl FnOnce(&mut mysql::Conn) -> mysql::Result<T>) -> Result<T, DbError> {
-        self.pool.with(f).map_err(DbError::from)
     }
 }

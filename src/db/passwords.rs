@@ -1,20 +1,15 @@
 //! New passwords and password resets: changing a hash and ending what the
-//! old password opened, reset tokens, and the reset mail in the outbox.
+//! old password opened, and using a reset token. (Reset tokens are created
+//! by the mail worker, in `mail.rs`, together with their message.)
+//!
+//! Both ways to a new password lock the account's row first, so they are
+//! ordered against the mail worker creating a reset token for the same
+//! account: a token is either created before the new password (and voided
+//! by it) or requested after it.
 
 use super::{Db, DbError, User};
+use mysql::params;
 use mysql::prelude::Queryable;
-use mysql::{TxOpts, params};
-
-/// A message for the mailer, written to the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mail {
-    /// The address it goes to.
-    pub recipient: String,
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub body: String,
-}
 
 /// A live password reset, found by its token's hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,48 +31,19 @@ impl Db {
         new_hash: &str,
         now: u64,
     ) -> Result<Option<u64>, DbError> {
-        self.run(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
+        self.transaction(|tx| {
+            let key = lock_account(tx, user_id)?;
             tx.exec_drop(
-                "UPDATE users SET password_hash = :new_hash, updated_at = :now
+                "UPDATE users SET password_hash = :new_hash, password_unpeppered = 0,
+                   updated_at = :now
                  WHERE id = :id AND password_hash = :old_hash",
                 params! { "new_hash" => new_hash, "now" => now, "id" => user_id, "old_hash" => verified_hash },
             )?;
             if tx.affected_rows() != 1 {
                 return Ok(None);
             }
-            let ended = end_everything_after_new_password(&mut tx, user_id)?;
-            tx.commit()?;
+            let ended = end_everything_after_new_password(tx, user_id, key.as_deref())?;
             Ok(Some(ended))
-        })
-    }
-
-    /// Starts a password reset: replaces the account's earlier reset tokens
-    /// (so only the newest works) with `token_hash`, valid until
-    /// `expires_at`, and queues `mail`, in one transaction: there is never a
-    /// token without its message, or a message without its token.
-    pub fn start_reset(
-        &self,
-        user_id: u64,
-        token_hash: &[u8; 32],
-        now: u64,
-        expires_at: u64,
-        mail: &Mail,
-    ) -> Result<(), DbError> {
-        self.run(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            tx.exec_drop("DELETE FROM password_resets WHERE user_id = :uid", params! { "uid" => user_id })?;
-            tx.exec_drop(
-                "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
-                 VALUES (:hash, :uid, :now, :expires)",
-                params! { "hash" => &token_hash[..], "uid" => user_id, "now" => now, "expires" => expires_at },
-            )?;
-            tx.exec_drop(
-                "INSERT INTO mail_outbox (recipient, subject, body, created_at)
-                 VALUES (:recipient, :subject, :body, :now)",
-                params! { "recipient" => &mail.recipient, "subject" => &mail.subject, "body" => &mail.body, "now" => now },
-            )?;
-            tx.commit()
         })
     }
 
@@ -100,11 +66,12 @@ impl Db {
         }))
     }
 
-    /// Completes a reset in one transaction: marks the token used (only if
-    /// it still is unused and unexpired, so it works once even under
-    /// concurrent use), sets the new hash and ends what the old password
-    /// opened (see `end_everything_after_new_password`). `Some` with the number of sessions ended, `None` if the
-    /// token was used meanwhile.
+    /// Completes a reset in one transaction: locks the account, marks the
+    /// token used (only if it still is unused and unexpired, so it works
+    /// once even under concurrent use), sets the new hash and ends what the
+    /// old password opened (see `end_everything_after_new_password`).
+    /// `Some` with the number of sessions ended, `None` if the token was
+    /// used or voided meanwhile.
     pub fn complete_reset(
         &self,
         token_hash: &[u8; 32],
@@ -112,8 +79,8 @@ impl Db {
         new_hash: &str,
         now: u64,
     ) -> Result<Option<u64>, DbError> {
-        self.run(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
+        self.transaction(|tx| {
+            let key = lock_account(tx, user_id)?;
             tx.exec_drop(
                 "UPDATE password_resets SET used_at = :now
                  WHERE token_hash = :hash AND user_id = :uid AND used_at IS NULL AND expires_at > :now",
@@ -123,11 +90,11 @@ impl Db {
                 return Ok(None);
             }
             tx.exec_drop(
-                "UPDATE users SET password_hash = :hash, updated_at = :now WHERE id = :uid",
+                "UPDATE users SET password_hash = :hash, password_unpeppered = 0, updated_at = :now
+                 WHERE id = :uid",
                 params! { "hash" => new_hash, "now" => now, "uid" => user_id },
             )?;
-            let ended = end_everything_after_new_password(&mut tx, user_id)?;
-            tx.commit()?;
+            let ended = end_everything_after_new_password(tx, user_id, key.as_deref())?;
             Ok(Some(ended))
         })
     }
@@ -145,12 +112,24 @@ impl Db {
     }
 }
 
+/// Locks the account's row for the rest of the transaction; its mailbox
+/// key, if it exists and has one.
+fn lock_account(tx: &mut mysql::Transaction<'_>, user_id: u64) -> mysql::Result<Option<Vec<u8>>> {
+    let key: Option<Option<Vec<u8>>> = tx.exec_first(
+        "SELECT email_key FROM users WHERE id = :uid FOR UPDATE",
+        params! { "uid" => user_id },
+    )?;
+    Ok(key.flatten())
+}
+
 /// Within a transaction that just set a new password: ends every session,
-/// voids every reset token (a link mailed before must not undo the change)
-/// and clears the login lockout. Returns the number of sessions ended.
+/// voids every reset token and pending reset request (a link mailed before
+/// must not undo the change) and clears the login lockout. Returns the
+/// number of sessions ended.
 fn end_everything_after_new_password(
     tx: &mut mysql::Transaction<'_>,
     user_id: u64,
+    email_key: Option<&[u8]>,
 ) -> mysql::Result<u64> {
     tx.exec_drop(
         "DELETE FROM sessions WHERE user_id = :uid",
@@ -165,5 +144,8 @@ fn end_everything_after_new_password(
         "DELETE FROM login_failures WHERE user_id = :uid",
         params! { "uid" => user_id },
     )?;
+    if let Some(key) = email_key {
+        super::mail::forget_requests(tx, key)?;
+    }
     Ok(ended)
 }

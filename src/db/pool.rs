@@ -20,8 +20,23 @@
 //! - connections are not reset on return: the server keeps no session state
 //!   in them (no temporary tables, variables or open transactions survive a
 //!   checkout, since [`Pool::with`] scopes each use), so reset would be a
-//!   round trip for nothing.
+//!   round trip for nothing;
+//! - a failure that says the server cannot serve on this connection (a node
+//!   that is not ready, a server shutting down; see `failure.rs`) discards
+//!   it too;
+//! - each new connection gets server-side limits below the client's timeout
+//!   ([`limit_session`]): a lock wait ends after 1 s and a statement after
+//!   four fifths of `timeout`, on the server. Without them a statement the
+//!   client gave up on (a held table lock, say) kept running on the server
+//!   after the request had answered 503, on a connection this pool had
+//!   already replaced, and the server-side connections of one instance grew
+//!   past `max` toward the server's `max_connections`. With them the server
+//!   ends the statement first and answers on the same connection, which is
+//!   reused; an instance holds at most `max` server connections, plus, for
+//!   a moment, those it just dropped for a network failure.
 
+use super::failure::{Kind, kind};
+use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -93,7 +108,7 @@ impl Pool {
             held: true,
         };
         let result = f(&mut conn);
-        if !matches!(&result, Err(e) if e.is_connectivity_error()) {
+        if !matches!(&result, Err(e) if kind(e) == Kind::NotReady) {
             slot.held = false;
             self.checkin(conn);
         }
@@ -122,7 +137,7 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return Conn::new(self.opts.clone()).map_err(|e| {
+                return self.connect().map_err(|e| {
                     self.discard();
                     PoolError::Mysql(e)
                 });
@@ -139,6 +154,18 @@ impl Pool {
         }
     }
 
+    fn connect(&self) -> mysql::Result<Conn> {
+        let mut conn = Conn::new(self.opts.clone())?;
+        limit_session(&mut conn, Some(self.timeout))?;
+        Ok(conn)
+    }
+
+    /// The pool's timeout: what [`limit_session`] restores after a
+    /// migration lifted the limits.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn checkin(&self, conn: Conn) {
         self.lock().idle.push((conn, Instant::now()));
         self.freed.notify_one();
@@ -150,6 +177,30 @@ impl Pool {
         self.lock().open -= 1;
         self.freed.notify_one();
     }
+}
+
+/// Longest wait for a row or metadata lock, on the server. Every lock here
+/// is held for a few statements of one request, so a second is ample; and
+/// well below the client timeout, it leaves room for a rerun (`tx.rs`).
+const LOCK_WAIT_SECONDS: u64 = 1;
+
+/// Sets the session's server-side limits for a client timeout of `timeout`
+/// (see the module docs), or lifts the statement limit with `None` (for
+/// migrations, whose DDL may take long on a big table). MariaDB bounds every
+/// statement with `max_statement_time` (seconds); MySQL bounds `SELECT`s
+/// with `max_execution_time` (milliseconds), and writes by the lock waits.
+pub fn limit_session(conn: &mut Conn, timeout: Option<Duration>) -> mysql::Result<()> {
+    let statement_ms = timeout.map_or(0, |t| (t.as_millis() * 4 / 5).max(1) as u64);
+    let version: Option<String> = conn.query_first("SELECT VERSION()")?;
+    let statement_limit = if version.is_some_and(|v| v.contains("MariaDB")) {
+        format!("max_statement_time = {}", statement_ms as f64 / 1000.0)
+    } else {
+        format!("max_execution_time = {statement_ms}")
+    };
+    conn.query_drop(format!(
+        "SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}, \
+         lock_wait_timeout = {LOCK_WAIT_SECONDS}, {statement_limit}"
+    ))
 }
 
 /// Gives a checked-out connection's place back to the pool if the connection

@@ -1,16 +1,27 @@
 //! Accounts: creating, finding, changing and deleting `users` rows, and the
 //! bulk import.
+//!
+//! Accounts are found by their mailbox key (`email_key`, see
+//! [`crate::email`]) or their id, never by the email text. Every change to
+//! an account made on the strength of a session and a verified password
+//! first locks the account's row and re-checks both inside its transaction
+//! ([`lock_for_change`]): a logout-all, a password reset or a concurrent
+//! change that committed while the password was being verified wins, and
+//! the change is refused as the state now says.
 
-use super::{Db, DbError, PoolError, codes};
+use super::failure::is_duplicate;
+use super::{Db, DbError};
+use crate::email::Address;
+use crate::log;
 use mysql::prelude::Queryable;
-use mysql::{TxOpts, params};
+use mysql::{Transaction, params};
 
 /// An account, as the API shows it: never with its password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The account's id.
     pub id: u64,
-    /// The normalised (lowercased) email.
+    /// The stored form of the email (see [`crate::email::Address`]).
     pub email: String,
     /// Unix seconds.
     pub created_at: u64,
@@ -24,6 +35,9 @@ pub struct Credentials {
     pub user: User,
     /// The Argon2 PHC string.
     pub password_hash: String,
+    /// The hash was imported while a pepper was set, and verifies without
+    /// it; the next successful login rehashes it with the pepper.
+    pub unpeppered: bool,
     /// Wrong passwords in the current lockout window (0 if none).
     pub failures: u32,
     /// Unix seconds when that window began.
@@ -33,21 +47,26 @@ pub struct Credentials {
 /// One account to import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
-    /// Normalised email.
-    pub email: String,
+    /// The address, normalised.
+    pub address: Address,
     /// Argon2 PHC string.
     pub password_hash: String,
+    /// The hash was made elsewhere without this server's pepper.
+    pub unpeppered: bool,
 }
 
-/// The outcome of an email change.
+/// The outcome of a change guarded by a session and a verified password.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EmailChange {
-    /// Done; the account as it is now.
-    Changed(User),
-    /// Another account has the email.
+pub enum Change<T> {
+    /// Done.
+    Done(T),
+    /// The session ended (or the account went) since it was checked: the
+    /// token is dead, and nothing was written.
+    Revoked,
+    /// The password changed since it was verified: nothing was written.
+    PasswordChanged,
+    /// Another account has the email (email changes only).
     Taken,
-    /// The account no longer exists (deleted meanwhile).
-    Gone,
 }
 
 /// The outcome of an update guarded by the password hash the caller verified.
@@ -60,128 +79,170 @@ pub enum Guarded {
     Stale,
 }
 
+/// What a change made with a session and a password must still find true.
+pub struct Proof<'a> {
+    /// The account.
+    pub user_id: u64,
+    /// The session the request was authenticated with.
+    pub session_id: &'a [u8; 16],
+    /// The hash the given password was verified against.
+    pub verified_hash: &'a str,
+    /// Now, in Unix seconds (the session must not have expired).
+    pub now: u64,
+}
+
+type CredentialsRow = (u64, String, u64, String, bool, Option<u32>, Option<u64>);
+
+const CREDENTIALS: &str =
+    "SELECT u.id, u.email, u.created_at, u.password_hash, u.password_unpeppered,
+        f.failures, f.window_start
+     FROM users u LEFT JOIN login_failures f ON f.user_id = u.id";
+
+fn credentials_from(row: CredentialsRow) -> Credentials {
+    let (id, email, created_at, password_hash, unpeppered, failures, window_start) = row;
+    Credentials {
+        user: User {
+            id,
+            email,
+            created_at,
+        },
+        password_hash,
+        unpeppered,
+        failures: failures.unwrap_or(0),
+        window_start: window_start.unwrap_or(0),
+    }
+}
+
 impl Db {
-    /// Creates an account. `Ok(None)` when the email is taken: the unique key
-    /// decides, so of two concurrent registrations exactly one succeeds.
+    /// Creates an account. `Ok(None)` when the mailbox has an account: the
+    /// unique key decides, so of two concurrent registrations of one
+    /// mailbox (in any spelling) exactly one succeeds.
     pub fn create_user(
         &self,
-        email: &str,
+        address: &Address,
         password_hash: &str,
         now: u64,
     ) -> Result<Option<User>, DbError> {
-        let inserted = self.pool.with(|conn| {
-            conn.exec_drop(
-                "INSERT INTO users (email, password_hash, created_at, updated_at)
-                 VALUES (:email, :hash, :now, :now)",
-                params! { "email" => email, "hash" => password_hash, "now" => now },
-            )?;
-            Ok(conn.last_insert_id())
-        });
-        match inserted {
-            Ok(id) => Ok(Some(User {
-                id,
-                email: email.to_string(),
-                created_at: now,
-            })),
-            Err(PoolError::Mysql(mysql::Error::MySqlError(e)))
-                if e.code == codes::DUPLICATE_KEY =>
-            {
-                Ok(None)
+        self.run(|conn| {
+            let inserted = conn.exec_drop(
+                "INSERT INTO users (email, email_key, password_hash, created_at, updated_at)
+                 VALUES (:email, :key, :hash, :now, :now)",
+                params! {
+                    "email" => &address.email, "key" => &address.key[..],
+                    "hash" => password_hash, "now" => now,
+                },
+            );
+            match inserted {
+                Ok(()) => Ok(Some(User {
+                    id: conn.last_insert_id(),
+                    email: address.email.clone(),
+                    created_at: now,
+                })),
+                Err(e) if is_duplicate(&e) => Ok(None),
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
     }
 
-    /// The account with this (normalised) email, its hash and its recent
-    /// failed attempts, if any: one query.
-    pub fn credentials(&self, email: &str) -> Result<Option<Credentials>, DbError> {
-        type Row = (u64, String, u64, String, Option<u32>, Option<u64>);
-        let row: Option<Row> = self.run(|conn| {
+    /// The account with this mailbox key, its hash and its recent failed
+    /// attempts, if any: one query.
+    pub fn credentials(&self, key: &[u8; 32]) -> Result<Option<Credentials>, DbError> {
+        let row: Option<CredentialsRow> = self.run(|conn| {
             conn.exec_first(
-                "SELECT u.id, u.email, u.created_at, u.password_hash, f.failures, f.window_start
-                 FROM users u LEFT JOIN login_failures f ON f.user_id = u.id
-                 WHERE u.email = :email",
-                params! { "email" => email },
+                format!("{CREDENTIALS} WHERE u.email_key = :key"),
+                params! { "key" => &key[..] },
             )
         })?;
-        Ok(row.map(
-            |(id, email, created_at, password_hash, failures, window_start)| Credentials {
-                user: User {
+        Ok(row.map(credentials_from))
+    }
+
+    /// The account with this id, as [`Db::credentials`].
+    pub fn credentials_by_id(&self, user_id: u64) -> Result<Option<Credentials>, DbError> {
+        let row: Option<CredentialsRow> = self.run(|conn| {
+            conn.exec_first(
+                format!("{CREDENTIALS} WHERE u.id = :id"),
+                params! { "id" => user_id },
+            )
+        })?;
+        Ok(row.map(credentials_from))
+    }
+
+    /// Changes the account's email, if `proof` still holds, and voids what
+    /// was sent to the old address (reset links, pending reset requests),
+    /// in one transaction. The unique key decides whether the mailbox is
+    /// taken.
+    pub fn change_email(
+        &self,
+        proof: &Proof<'_>,
+        address: &Address,
+    ) -> Result<Change<User>, DbError> {
+        self.transaction(|tx| {
+            let old_key = match lock_for_change(tx, proof)? {
+                Lock::Held { email_key } => email_key,
+                Lock::Revoked => return Ok(Change::Revoked),
+                Lock::PasswordChanged => return Ok(Change::PasswordChanged),
+            };
+            let updated = tx.exec_drop(
+                "UPDATE users SET email = :email, email_key = :key, updated_at = :now
+                 WHERE id = :uid",
+                params! {
+                    "email" => &address.email, "key" => &address.key[..],
+                    "now" => proof.now, "uid" => proof.user_id,
+                },
+            );
+            match updated {
+                Ok(()) => {}
+                Err(e) if is_duplicate(&e) => return Ok(Change::Taken),
+                Err(e) => return Err(e),
+            }
+            tx.exec_drop(
+                "DELETE FROM password_resets WHERE user_id = :uid",
+                params! { "uid" => proof.user_id },
+            )?;
+            super::mail::forget_requests(tx, &old_key)?;
+            let user = tx.exec_first::<(u64, String, u64), _, _>(
+                "SELECT id, email, created_at FROM users WHERE id = :uid",
+                params! { "uid" => proof.user_id },
+            )?;
+            Ok(match user {
+                Some((id, email, created_at)) => Change::Done(User {
                     id,
                     email,
                     created_at,
-                },
-                password_hash,
-                failures: failures.unwrap_or(0),
-                window_start: window_start.unwrap_or(0),
-            },
-        ))
+                }),
+                None => Change::Revoked,
+            })
+        })
     }
 
-    /// Changes the account's email and voids its outstanding reset tokens
-    /// (a link mailed to the old address must not take the account back), in
-    /// one transaction. The unique key decides whether the email is taken.
-    pub fn change_email(
-        &self,
-        user_id: u64,
-        email: &str,
-        now: u64,
-    ) -> Result<EmailChange, DbError> {
-        let updated = self.pool.with(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            tx.exec_drop(
-                "UPDATE users SET email = :email, updated_at = :now WHERE id = :uid",
-                params! { "email" => email, "now" => now, "uid" => user_id },
-            )?;
-            tx.exec_drop(
-                "DELETE FROM password_resets WHERE user_id = :uid",
-                params! { "uid" => user_id },
-            )?;
-            let user = tx.exec_first::<(u64, String, u64), _, _>(
-                "SELECT id, email, created_at FROM users WHERE id = :uid",
-                params! { "uid" => user_id },
-            )?;
-            tx.commit()?;
-            Ok(user)
-        });
-        match updated {
-            Ok(Some((id, email, created_at))) => Ok(EmailChange::Changed(User {
-                id,
-                email,
-                created_at,
-            })),
-            Ok(None) => Ok(EmailChange::Gone),
-            Err(PoolError::Mysql(mysql::Error::MySqlError(e)))
-                if e.code == codes::DUPLICATE_KEY =>
-            {
-                Ok(EmailChange::Taken)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Deletes the account; its sessions, reset tokens and failure counts go
-    /// with it (foreign keys cascade) in one transaction. Returns the number
-    /// of sessions that ended.
-    pub fn delete_user(&self, user_id: u64) -> Result<u64, DbError> {
-        self.run(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
+    /// Deletes the account, if `proof` still holds; its sessions, reset
+    /// tokens and failure counts go with it (foreign keys cascade) in one
+    /// transaction. `Done` with the number of sessions that ended.
+    pub fn delete_user(&self, proof: &Proof<'_>) -> Result<Change<u64>, DbError> {
+        self.transaction(|tx| {
+            let key = match lock_for_change(tx, proof)? {
+                Lock::Held { email_key } => email_key,
+                Lock::Revoked => return Ok(Change::Revoked),
+                Lock::PasswordChanged => return Ok(Change::PasswordChanged),
+            };
+            // Counted before the cascade, for the sessions-ended metric.
             tx.exec_drop(
                 "DELETE FROM sessions WHERE user_id = :uid",
-                params! { "uid" => user_id },
+                params! { "uid" => proof.user_id },
             )?;
             let ended = tx.affected_rows();
             tx.exec_drop(
                 "DELETE FROM users WHERE id = :uid",
-                params! { "uid" => user_id },
+                params! { "uid" => proof.user_id },
             )?;
-            tx.commit()?;
-            Ok(ended)
+            super::mail::forget_requests(tx, &key)?;
+            Ok(Change::Done(ended))
         })
     }
 
-    /// Replaces a hash made with old Argon2 parameters, if it is still the
-    /// one just verified (a concurrent password change wins).
+    /// Replaces a hash made with old Argon2 parameters (or without the
+    /// pepper), if it is still the one just verified: a concurrent password
+    /// change wins.
     pub fn upgrade_hash(
         &self,
         user_id: u64,
@@ -190,7 +251,8 @@ impl Db {
     ) -> Result<Guarded, DbError> {
         let changed = self.run(|conn| {
             conn.exec_drop(
-                "UPDATE users SET password_hash = :new WHERE id = :uid AND password_hash = :old",
+                "UPDATE users SET password_hash = :new, password_unpeppered = 0
+                 WHERE id = :uid AND password_hash = :old",
                 params! { "new" => new_hash, "uid" => user_id, "old" => old_hash },
             )?;
             Ok(conn.affected_rows())
@@ -202,24 +264,129 @@ impl Db {
         })
     }
 
-    /// Inserts a batch of accounts in one transaction, skipping emails that
-    /// exist; returns how many were inserted.
+    /// Inserts a batch of accounts in one transaction, skipping mailboxes
+    /// that have an account; returns how many were inserted.
     pub fn import_users(&self, batch: &[Import], now: u64) -> Result<u64, DbError> {
-        self.run(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
+        self.transaction(|tx| {
             let mut inserted = 0;
             for user in batch {
                 // A duplicate key leaves the row as it is and counts 0 rows.
                 tx.exec_drop(
-                    "INSERT INTO users (email, password_hash, created_at, updated_at)
-                     VALUES (:email, :hash, :now, :now)
+                    "INSERT INTO users
+                       (email, email_key, password_hash, password_unpeppered, created_at, updated_at)
+                     VALUES (:email, :key, :hash, :unpeppered, :now, :now)
                      ON DUPLICATE KEY UPDATE id = id",
-                    params! { "email" => &user.email, "hash" => &user.password_hash, "now" => now },
+                    params! {
+                        "email" => &user.address.email, "key" => &user.address.key[..],
+                        "hash" => &user.password_hash, "unpeppered" => user.unpeppered,
+                        "now" => now,
+                    },
                 )?;
                 inserted += tx.affected_rows();
             }
-            tx.commit()?;
             Ok(inserted)
         })
     }
+
+    /// Gives every account without a mailbox key (rows from before keys
+    /// existed) its key and its email in today's stored form, in batches.
+    /// Idempotent and safe with several instances at once. An account whose
+    /// mailbox already has another account keeps no key (so it cannot log
+    /// in by that address) and is logged with both ids for an operator to
+    /// merge; so is one whose stored email is no longer valid. Returns how
+    /// many accounts were keyed.
+    pub fn backfill_email_keys(&self) -> Result<u64, DbError> {
+        const BATCH: u64 = 500;
+        let mut keyed = 0;
+        // Rows that cannot be keyed stay NULL; start past them each round.
+        let mut after = 0u64;
+        loop {
+            let rows: Vec<(u64, String)> = self.run(|conn| {
+                conn.exec(
+                    "SELECT id, email FROM users WHERE email_key IS NULL AND id > :after
+                     ORDER BY id LIMIT :batch",
+                    params! { "after" => after, "batch" => BATCH },
+                )
+            })?;
+            for (id, email) in &rows {
+                after = *id;
+                let Ok(address) = crate::email::normalize(email) else {
+                    log::error(
+                        "an account's stored email is not valid under today's rules; \
+                         it cannot log in until an operator changes it",
+                        &[("user_id", (*id).into())],
+                    );
+                    continue;
+                };
+                let updated = self.run(|conn| {
+                    match conn.exec_drop(
+                        "UPDATE users SET email = :email, email_key = :key
+                         WHERE id = :id AND email_key IS NULL",
+                        params! { "email" => &address.email, "key" => &address.key[..], "id" => id },
+                    ) {
+                        Ok(()) => Ok(Ok(conn.affected_rows())),
+                        Err(e) if is_duplicate(&e) => Ok(Err(())),
+                        Err(e) => Err(e),
+                    }
+                })?;
+                match updated {
+                    Ok(n) => keyed += n,
+                    Err(()) => {
+                        let other: Option<u64> = self.run(|conn| {
+                            conn.exec_first(
+                                "SELECT id FROM users WHERE email_key = :key OR email = :email",
+                                params! { "key" => &address.key[..], "email" => &address.email },
+                            )
+                        })?;
+                        log::error(
+                            "two accounts have one mailbox under today's email rules; \
+                             the later one cannot log in until an operator merges them",
+                            &[("user_id", (*id).into()), ("other_user_id", other.into())],
+                        );
+                    }
+                }
+            }
+            if (rows.len() as u64) < BATCH {
+                return Ok(keyed);
+            }
+        }
+    }
+}
+
+/// What [`lock_for_change`] found.
+enum Lock {
+    /// The account or the session is gone.
+    Revoked,
+    /// The password is no longer the verified one.
+    PasswordChanged,
+    /// The row is locked and both still hold; the account's mailbox key.
+    Held { email_key: [u8; 32] },
+}
+
+/// Inside a transaction that changes an account on the strength of a
+/// session and a verified password: locks the account's row, then checks
+/// that the session is still live (holding it against a concurrent logout)
+/// and that the hash is still the verified one.
+fn lock_for_change(tx: &mut Transaction<'_>, proof: &Proof<'_>) -> mysql::Result<Lock> {
+    let account: Option<(String, Option<Vec<u8>>)> = tx.exec_first(
+        "SELECT password_hash, email_key FROM users WHERE id = :uid FOR UPDATE",
+        params! { "uid" => proof.user_id },
+    )?;
+    let Some((hash, key)) = account else {
+        return Ok(Lock::Revoked);
+    };
+    let live: Option<u8> = tx.exec_first(
+        "SELECT 1 FROM sessions
+         WHERE id = :sid AND user_id = :uid AND expires_at > :now LOCK IN SHARE MODE",
+        params! { "sid" => &proof.session_id[..], "uid" => proof.user_id, "now" => proof.now },
+    )?;
+    if live.is_none() {
+        return Ok(Lock::Revoked);
+    }
+    if hash != proof.verified_hash {
+        return Ok(Lock::PasswordChanged);
+    }
+    // A session exists only for an account that could log in, so by its key.
+    let email_key = key.and_then(|k| k.try_into().ok()).unwrap_or([0; 32]);
+    Ok(Lock::Held { email_key })
 }

@@ -5,7 +5,7 @@ use super::auth::authenticate;
 use super::credentials::{confirm_password, hash_password};
 use super::json::{json_object, string_member};
 use super::{Context, rate_limit};
-use crate::db::{EmailChange, User};
+use crate::db::{Change, Proof, User};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::{email, log, password, time};
@@ -21,13 +21,13 @@ pub fn register(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
     let body = json_object(request)?;
     let raw_email = string_member(&body, "email")?;
     let new_password = string_member(&body, "password")?;
-    let email = email::normalize(raw_email).map_err(|e| ApiError::InvalidEmail(e.to_string()))?;
-    password::check_strength(new_password, &email)
+    let address = email::normalize(raw_email).map_err(|e| ApiError::InvalidEmail(e.to_string()))?;
+    password::check_strength(new_password, &address.email)
         .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
     let hash = hash_password(ctx, new_password)?;
     let user = ctx
         .db
-        .create_user(&email, &hash, ctx.now())?
+        .create_user(&address, &hash, ctx.now())?
         .ok_or(ApiError::EmailTaken)?;
     log::info("user registered", &[("user_id", user.id.into())]);
     Ok(Response::json(201, &json!({ "user": user_json(&user) })))
@@ -37,18 +37,26 @@ pub fn register(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
 /// 200 `{"user"}`; 422 `invalid_email`; 401 `wrong_password` (under the
 /// same lockout as login); 409 `email_taken`.
 pub fn update_me(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    rate_limit(ctx, request)?;
     let auth = authenticate(ctx, request)?;
     let body = json_object(request)?;
     let raw_email = string_member(&body, "email")?;
     let current = string_member(&body, "current_password")?;
-    let new_email =
-        email::normalize(raw_email).map_err(|e| ApiError::InvalidEmail(e.to_string()))?;
-    confirm_password(ctx, &auth, current)?;
-    let user = match ctx.db.change_email(auth.user.id, &new_email, ctx.now())? {
-        EmailChange::Changed(user) => user,
-        EmailChange::Taken => return Err(ApiError::EmailTaken),
-        // Deleted between the session check and now: its tokens are dead.
-        EmailChange::Gone => return Err(ApiError::TokenRevoked),
+    let address = email::normalize(raw_email).map_err(|e| ApiError::InvalidEmail(e.to_string()))?;
+    let account = confirm_password(ctx, &auth, current)?;
+    let proof = Proof {
+        user_id: auth.user.id,
+        session_id: &auth.session_id,
+        verified_hash: &account.password_hash,
+        now: ctx.now(),
+    };
+    let user = match ctx.db.change_email(&proof, &address)? {
+        Change::Done(user) => user,
+        Change::Taken => return Err(ApiError::EmailTaken),
+        // The session ended (or the account went) while the password was
+        // being checked: its tokens are dead.
+        Change::Revoked => return Err(ApiError::TokenRevoked),
+        Change::PasswordChanged => return Err(ApiError::WrongPassword),
     };
     log::info("email changed", &[("user_id", user.id.into())]);
     Ok(Response::json(200, &json!({ "user": user_json(&user) })))
@@ -57,11 +65,22 @@ pub fn update_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
 /// `DELETE /auth/me {password}` (Bearer): 204; deletes the account with
 /// every session, reset token and failure count of it. 401 `wrong_password`.
 pub fn delete_me(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    rate_limit(ctx, request)?;
     let auth = authenticate(ctx, request)?;
     let body = json_object(request)?;
     let given = string_member(&body, "password")?;
-    confirm_password(ctx, &auth, given)?;
-    let ended = ctx.db.delete_user(auth.user.id)?;
+    let account = confirm_password(ctx, &auth, given)?;
+    let proof = Proof {
+        user_id: auth.user.id,
+        session_id: &auth.session_id,
+        verified_hash: &account.password_hash,
+        now: ctx.now(),
+    };
+    let ended = match ctx.db.delete_user(&proof)? {
+        Change::Done(ended) => ended,
+        Change::Revoked | Change::Taken => return Err(ApiError::TokenRevoked),
+        Change::PasswordChanged => return Err(ApiError::WrongPassword),
+    };
     ctx.metrics.sessions_ended(ended);
     log::info("user deleted", &[("user_id", auth.user.id.into())]);
     Ok(Response::empty(204))

@@ -10,24 +10,38 @@ use crate::{email, log};
 use std::time::Instant;
 
 /// Asks an authenticated caller for their password again before a sensitive
-/// change, so a stolen token alone is not enough (same lockout as login).
+/// change, so a stolen token alone is not enough (same lockout and limits
+/// as login). Returns the account as verified: the change must then be
+/// conditioned on its hash (see [`crate::db::Proof`]).
 pub(super) fn confirm_password(
     ctx: &Context,
     auth: &Authenticated,
     given: &str,
-) -> Result<(), ApiError> {
+) -> Result<Credentials, ApiError> {
     let account = ctx
         .db
-        .credentials(&auth.user.email)?
+        .credentials_by_id(auth.user.id)?
         .ok_or(ApiError::TokenRevoked)?;
-    verify_password(ctx, given, &account)
+    verify_password(ctx, given, &account)?;
+    Ok(account)
 }
 
 /// The account for a login or password change. An address that cannot be
 /// valid cannot have an account either, so it is `unknown_email` too.
 pub(super) fn find_account(ctx: &Context, raw_email: &str) -> Result<Credentials, ApiError> {
-    let email = email::normalize(raw_email).map_err(|_| ApiError::UnknownEmail)?;
-    ctx.db.credentials(&email)?.ok_or(ApiError::UnknownEmail)
+    let address = email::normalize(raw_email).map_err(|_| ApiError::UnknownEmail)?;
+    ctx.db
+        .credentials(&address.key)?
+        .ok_or(ApiError::UnknownEmail)
+}
+
+/// Spends one request of the account's rate-limit bucket: every request
+/// that will hash for an account pays here, on top of the client address's
+/// bucket, so spreading guesses over many addresses does not help.
+pub(super) fn rate_limit_account(ctx: &Context, user_id: u64) -> Result<(), ApiError> {
+    ctx.account_limiter
+        .check(user_id, Instant::now())
+        .map_err(ApiError::RateLimited)
 }
 
 /// Checks a password against the account, under the brute-force lockout:
@@ -51,6 +65,7 @@ pub(super) fn verify_password(
     if let Some(e) = locked(account.failures, account.window_start, ctx.now()) {
         return Err(e);
     }
+    rate_limit_account(ctx, account.user.id)?;
     // The hashing slot first, then the account's turn: the slot's wait is
     // bounded (503 after HASH_QUEUE_TIMEOUT_MS), and since only slot holders
     // take turns, a turn is never held while waiting for a slot.
@@ -62,11 +77,14 @@ pub(super) fn verify_password(
     if let Some(e) = locked(failures, window_start, now) {
         return Err(e);
     }
-    let (hasher, given, stored) = (
-        ctx.config.hasher.clone(),
-        given.to_string(),
-        account.password_hash.clone(),
-    );
+    // A hash imported from elsewhere while a pepper is set was made
+    // without it; the login that verifies it replaces it.
+    let hasher = if account.unpeppered {
+        ctx.config.hasher.without_pepper()
+    } else {
+        ctx.config.hasher.clone()
+    };
+    let (given, stored) = (given.to_string(), account.password_hash.clone());
     let started = Instant::now();
     let verified = slot
         .run(move || hasher.verify(&given, &stored))
@@ -113,10 +131,11 @@ pub(super) fn hash_password(ctx: &Context, plain: &str) -> Result<String, ApiErr
 }
 
 /// After a successful login: if the stored hash was made with other Argon2
-/// parameters than the configured ones, store a new hash of the password
-/// just verified. Best effort: a failure here must not fail the login.
+/// parameters than the configured ones, or without the pepper, store a new
+/// hash of the password just verified. Best effort: a failure here must not
+/// fail the login.
 pub(super) fn upgrade_hash_if_stale(ctx: &Context, plain: &str, account: &Credentials) {
-    if !ctx.config.hasher.needs_rehash(&account.password_hash) {
+    if !account.unpeppered && !ctx.config.hasher.needs_rehash(&account.password_hash) {
         return;
     }
     let Ok(new_hash) = hash_password(ctx, plain) else {

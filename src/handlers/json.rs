@@ -1,9 +1,17 @@
-//! JSON request bodies: the media type, a bounded nesting depth, and typed
-//! access to members with the API's error codes.
+//! JSON request bodies: the media type, a bounded nesting depth, no
+//! duplicate member names, and typed access to members with the API's error
+//! codes.
+//!
+//! Duplicate names are refused (RFC 8259 says names "SHOULD be unique", and
+//! parsers disagree on which of two wins): serde_json keeps the last, so a
+//! filter in front of this server that reads the first would see another
+//! request than the one we act on.
 
 use crate::error::ApiError;
 use crate::http::Request;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
 
 /// The body as a JSON object. 415 unless the Content-Type is
 /// `application/json` (parameters such as `charset` allowed); 400
@@ -19,9 +27,77 @@ pub(super) fn json_object(request: &Request) -> Result<Map<String, Value>, ApiEr
     if nesting_exceeds(&request.body, MAX_JSON_DEPTH) {
         return Err(ApiError::MalformedJson);
     }
-    match serde_json::from_slice(&request.body) {
-        Ok(Value::Object(map)) => Ok(map),
+    match serde_json::from_slice::<Distinct>(&request.body) {
+        Ok(Distinct(Value::Object(map))) => Ok(map),
         _ => Err(ApiError::MalformedJson),
+    }
+}
+
+/// A JSON value in which no object has a member name twice, at any depth.
+struct Distinct(Value);
+
+impl<'de> Deserialize<'de> for Distinct {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DistinctVisitor).map(Distinct)
+    }
+}
+
+struct DistinctVisitor;
+
+impl<'de> Visitor<'de> for DistinctVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value without duplicate member names")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity, so the parser never hands us one.
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Distinct(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if object.contains_key(&name) {
+                return Err(de::Error::custom("duplicate member name"));
+            }
+            let Distinct(value) = map.next_value()?;
+            object.insert(name, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -121,6 +197,25 @@ mod tests {
             let r = with_body(Some("application/json"), body);
             assert_eq!(json_object(&r), Err(ApiError::MalformedJson), "{body:?}");
         }
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused_at_any_depth() {
+        for body in [
+            &br#"{"email": "a@b.io", "email": "c@d.io"}"#[..],
+            br#"{"a": {"x": 1, "x": 2}}"#,
+            br#"{"a": [{"x": 1, "x": 1}]}"#,
+        ] {
+            let r = with_body(Some("application/json"), body);
+            assert_eq!(json_object(&r), Err(ApiError::MalformedJson), "{body:?}");
+        }
+        let r = with_body(
+            Some("application/json"),
+            br#"{"a": {"x": 1}, "b": {"x": [1, 2.5, null, true, "s"]}, "x": -3}"#,
+        );
+        let map = json_object(&r).unwrap();
+        assert_eq!(map["b"]["x"][1], 2.5);
+        assert_eq!(map["x"], -3);
     }
 
     #[test]

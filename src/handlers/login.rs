@@ -2,10 +2,11 @@
 
 use super::credentials::{find_account, upgrade_hash_if_stale, verify_password};
 use super::json::{json_object, string_member};
-use super::{Context, account::user_json, hex, random_session_id, rate_limit};
+use super::{Context, account::user_json, rate_limit};
 use crate::db::{Guarded, Session};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::secret::{self, hex};
 use crate::token::Claims;
 use crate::{log, time};
 use serde_json::json;
@@ -36,7 +37,7 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
 
     let now = ctx.now();
     let session = Session {
-        id: random_session_id()?,
+        id: secret::bytes::<16>()?,
         user_id: account.user.id,
         created_at: now,
         expires_at: now + ctx.config.token_ttl,

@@ -42,96 +42,16 @@ pub use sessions::{
     PURGE_INTERVAL, end_session, logout, logout_all, purge_expired_sessions, sessions,
 };
 
-use crate::config::Config;
-use crate::db::Db;
+pub use crate::context::Context;
+
 use crate::error::ApiError;
 use crate::http::Request;
-use crate::limits::{AccountLocks, HashGate, RateLimiter};
-use crate::metrics::Metrics;
-use crate::{log, time};
-use base64::Engine;
-use sha2::{Digest, Sha256};
-use std::net::IpAddr;
 use std::time::Instant;
 
-/// What every handler may use: settings, the database, and the in-memory
-/// defences.
-pub struct Context {
-    /// The settings the server started with, including the token keyring and
-    /// the password hasher.
-    pub config: Config,
-    /// The database.
-    pub db: Db,
-    /// Bounds concurrent Argon2 computations.
-    pub hash_gate: HashGate,
-    /// Per-address limits on the unauthenticated endpoints.
-    pub rate_limiter: RateLimiter,
-    /// Counters and histograms for `/metrics`.
-    pub metrics: Metrics,
-    /// Makes password checks for one account take turns.
-    pub account_locks: AccountLocks,
-}
-
-impl Context {
-    /// A context whose gate and limiter follow `config`. Fails only if the
-    /// hashing threads cannot be started.
-    pub fn new(config: Config, db: Db) -> std::io::Result<Context> {
-        Ok(Context {
-            hash_gate: HashGate::new(config.hash_concurrency, config.hash_queue_timeout)?,
-            rate_limiter: RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst),
-            metrics: Metrics::default(),
-            account_locks: AccountLocks::default(),
-            config,
-            db,
-        })
-    }
-
-    /// The current time in Unix seconds.
-    pub fn now(&self) -> u64 {
-        time::unix_now()
-    }
-
-    /// The client's address: the TCP peer, or what a trusted proxy says in
-    /// `X-Forwarded-For` (see `TRUSTED_PROXIES`).
-    pub fn client_ip(&self, request: &Request) -> IpAddr {
-        let forwarded = request.header_list("x-forwarded-for");
-        self.config
-            .trusted_proxies
-            .client_ip(request.peer, forwarded.as_deref())
-    }
-}
-
-/// Spends one request of the client's rate-limit bucket.
+/// Spends one request of the client address's rate-limit bucket.
 pub(super) fn rate_limit(ctx: &Context, request: &Request) -> Result<(), ApiError> {
-    let client = ctx.client_ip(request);
+    let client = crate::limits::bucket_of(ctx.client_ip(request));
     ctx.rate_limiter
         .check(client, Instant::now())
         .map_err(ApiError::RateLimited)
-}
-
-pub(super) fn random_session_id() -> Result<[u8; 16], ApiError> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| {
-        log::error("no OS randomness", &[("error", e.to_string().into())]);
-        ApiError::Internal
-    })?;
-    Ok(id)
-}
-
-/// A fresh reset token: 32 random bytes, base64url without padding.
-pub(super) fn random_token() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| {
-        log::error("no OS randomness", &[("error", e.to_string().into())]);
-        ApiError::Internal
-    })?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-pub(super) fn sha256(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,12 +1,13 @@
 //! Passwords: changing one with the current password, and the forgotten
 //! password flow (a mailed single-use link, then a new password).
 
-use super::credentials::{find_account, hash_password, verify_password};
+use super::credentials::{find_account, hash_password, rate_limit_account, verify_password};
 use super::json::{json_object, string_member};
-use super::{Context, random_token, rate_limit, sha256};
-use crate::db::Mail;
+use super::{Context, rate_limit};
+use crate::db::PASSWORD_RESET;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::secret::sha256;
 use crate::{email, log, password};
 use serde_json::json;
 
@@ -44,47 +45,29 @@ pub fn change_password(ctx: &Context, request: &Request) -> Result<Response, Api
 }
 
 /// `POST /auth/password/forgot {email}`: 202 with the same body whether or
-/// not the email has an account, so the answer reveals nothing. For an
-/// account, creates a single-use reset token (256 random bits; only its
-/// SHA-256 is stored) valid for `RESET_TOKEN_TTL_SECONDS`, replacing older
-/// ones, and queues the email with the link in the same transaction.
+/// not the email has an account, so the answer reveals nothing; and the
+/// same database work (one insert), so its timing reveals nothing either.
+///
+/// The request is recorded durably before the 202; the mail worker then
+/// resolves it (see [`crate::mail`]): for an account outside its cooldown
+/// (`MAIL_RECIPIENT_COOLDOWN_SECONDS`) it creates a single-use reset token
+/// (256 random bits; only its SHA-256 is stored) valid for
+/// `RESET_TOKEN_TTL_SECONDS`, and queues the message with the link to the
+/// account's address, in one transaction.
 pub fn forgot_password(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     rate_limit(ctx, request)?;
     let body = json_object(request)?;
     let raw_email = string_member(&body, "email")?;
-    let accepted = Response::json(
+    if let Ok(address) = email::normalize(raw_email) {
+        let ip = ctx.client_ip(request).to_string();
+        ctx.db
+            .request_mail(PASSWORD_RESET, &address.key, ctx.now(), &ip)?;
+        ctx.mail.wake();
+    }
+    Ok(Response::json(
         202,
         &json!({"status": "accepted", "detail": "If an account has this email, a reset link is on its way."}),
-    );
-    let Ok(email) = email::normalize(raw_email) else {
-        return Ok(accepted);
-    };
-    let Some(account) = ctx.db.credentials(&email)? else {
-        return Ok(accepted);
-    };
-    let token = random_token()?;
-    let now = ctx.now();
-    let expires_at = now + ctx.config.reset_token_ttl;
-    let link = format!("{}?token={token}", ctx.config.reset_url_base);
-    let mail = Mail {
-        recipient: account.user.email.clone(),
-        subject: "Reset your password".into(),
-        body: format!(
-            "Someone asked to reset the password of the account for {email}.\n\n\
-             To choose a new password, open this link within {minutes} minutes:\n\n{link}\n\n\
-             The link works once. If you did not ask for this, ignore this message: \
-             your password stays as it is.\n",
-            email = account.user.email,
-            minutes = ctx.config.reset_token_ttl / 60,
-        ),
-    };
-    ctx.db
-        .start_reset(account.user.id, &sha256(&token), now, expires_at, &mail)?;
-    log::info(
-        "password reset requested",
-        &[("user_id", account.user.id.into())],
-    );
-    Ok(accepted)
+    ))
 }
 
 /// `POST /auth/password/reset {token, new_password}`: 204; sets the new
@@ -106,6 +89,7 @@ pub fn reset_password(ctx: &Context, request: &Request) -> Result<Response, ApiE
         .ok_or(ApiError::InvalidResetToken)?;
     password::check_strength(new_password, &reset.user.email)
         .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
+    rate_limit_account(ctx, reset.user.id)?;
     let new_hash = hash_password(ctx, new_password)?;
     match ctx
         .db

@@ -1,10 +1,11 @@
 //! Sessions: logging out (one or all), listing and ending sessions, and
 //! the background purge of expired ones.
 
+use super::Context;
 use super::auth::authenticate;
-use super::{Context, hex};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::secret::hex;
 use crate::{log, time};
 use serde_json::{Value, json};
 
@@ -80,10 +81,11 @@ pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> 
     let mut total = 0;
     loop {
         let now = ctx.now();
-        let deleted =
-            ctx.db.purge_expired_sessions(now, BATCH)? + ctx.db.purge_expired_resets(now, BATCH)?;
-        total += deleted;
-        if deleted < 2 * u64::from(BATCH) {
+        let sessions = ctx.db.purge_expired_sessions(now, BATCH)?;
+        let resets = ctx.db.purge_expired_resets(now, BATCH)?;
+        total += sessions + resets;
+        // A full batch of either means more may be left.
+        if sessions < u64::from(BATCH) && resets < u64::from(BATCH) {
             return Ok(total);
         }
     }

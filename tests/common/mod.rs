@@ -127,7 +127,10 @@ impl Builder {
     /// it (on the builder's database, or a fresh one).
     pub fn through(mut self, proxy: &Proxy) -> Builder {
         let db = Arc::clone(self.db.get_or_insert_with(|| Arc::new(TestDb::new())));
+        // These tests count the database connections the proxy holds; the
+        // mail worker's polling would add its own, so it polls only when woken.
         self.env("DATABASE_URL", &proxy.url(&db))
+            .env("MAIL_POLL_MS", "3600000")
     }
 
     /// Runs the server with this limit on open file descriptors.
@@ -667,6 +670,32 @@ impl Reply {
         assert!(
             body["title"].is_string() && body["detail"].is_string() && body["type"].is_string()
         );
+    }
+}
+
+/// The body of the newest outbox message to `recipient`, waiting up to 5 s
+/// for one to appear (the mail worker queues it shortly after the request).
+#[track_caller]
+pub fn wait_for_mail(server: &Server, recipient: &str) -> String {
+    use mysql::prelude::Queryable;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body: Option<String> = server
+            .db
+            .conn()
+            .exec_first(
+                "SELECT body FROM mail_outbox WHERE recipient = ? ORDER BY id DESC LIMIT 1",
+                (recipient,),
+            )
+            .unwrap();
+        if let Some(body) = body {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mail to {recipient} reached the outbox within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -1,0 +1,68 @@
+//! What the handlers and the background workers share: settings, the
+//! database, and the in-memory defences and signals.
+//!
+//! One value, built once at start-up and shared by reference (an `Arc` in
+//! the binary), so no state hides in globals and a test can build its own.
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::http::Request;
+use crate::limits::{AccountLocks, HashGate, RateLimiter};
+use crate::mail::Wakeup;
+use crate::metrics::Metrics;
+use crate::time;
+use std::net::IpAddr;
+
+/// Everything a handler or worker may use.
+pub struct Context {
+    /// The settings the server started with, including the token keyring and
+    /// the password hasher.
+    pub config: Config,
+    /// The database.
+    pub db: Db,
+    /// Bounds concurrent Argon2 computations.
+    pub hash_gate: HashGate,
+    /// Per-client-address limits on the endpoints that hash or mail.
+    pub rate_limiter: RateLimiter<IpAddr>,
+    /// Per-account limits on password checks and new passwords.
+    pub account_limiter: RateLimiter<u64>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Metrics,
+    /// Makes password checks for one account take turns.
+    pub account_locks: AccountLocks,
+    /// Wakes the mail worker when a request has queued something for it.
+    pub mail: Wakeup,
+}
+
+impl Context {
+    /// A context whose gate and limiters follow `config`. Fails only if the
+    /// hashing threads cannot be started.
+    pub fn new(config: Config, db: Db) -> std::io::Result<Context> {
+        let (per_minute, burst) = (config.rate_limit_per_minute, config.rate_limit_burst);
+        Ok(Context {
+            hash_gate: HashGate::new(config.hash_concurrency, config.hash_queue_timeout)?,
+            rate_limiter: RateLimiter::new(per_minute, burst),
+            account_limiter: RateLimiter::new(per_minute, burst),
+            metrics: Metrics::default(),
+            account_locks: AccountLocks::default(),
+            mail: Wakeup::default(),
+            config,
+            db,
+        })
+    }
+
+    /// The current time in Unix seconds.
+    pub fn now(&self) -> u64 {
+        time::unix_now()
+    }
+
+    /// The client's address: the TCP peer, or what a trusted proxy says in
+    /// `X-Forwarded-For` (see `TRUSTED_PROXIES`), in canonical form (an
+    /// IPv4 peer of an IPv6 socket is its IPv4 address).
+    pub fn client_ip(&self, request: &Request) -> IpAddr {
+        let forwarded = request.header_list("x-forwarded-for");
+        self.config
+            .trusted_proxies
+            .client_ip(request.peer, forwarded.as_deref())
+    }
+}
