@@ -422,6 +422,51 @@ mod tests {
     }
 
     #[test]
+    fn one_rule_for_every_token_key() {
+        let spaced = "0123456789abcdef 0123456789abcdef";
+        let comma = "0123456789abcdef,0123456789abcdef";
+        for bad in [spaced, comma, "0123456789abcdef0123456789abcdef\t"] {
+            let e = parse(&[URL, ("TOKEN_SECRET", bad)]).unwrap_err();
+            assert_eq!(e.variable, "TOKEN_SECRET", "{bad:?}");
+            assert!(!e.to_string().contains("0123"));
+            let e = parse(&[URL, SECRET, ("TOKEN_SECRETS_PREVIOUS", spaced)]).unwrap_err();
+            assert_eq!(e.variable, "TOKEN_SECRETS_PREVIOUS");
+        }
+        // A key moved from TOKEN_SECRET into the previous list still
+        // verifies what it signed; spaces around list items are not keys.
+        let old = parse(&[URL, SECRET]).unwrap();
+        let claims = crate::token::Claims {
+            user_id: 7,
+            session_id: [1; 16],
+            issued_at: 100,
+            expires_at: 200,
+        };
+        let token = old.keyring.sign(&claims);
+        let moved = parse(&[
+            URL,
+            ("TOKEN_SECRET", "a-new-key-of-32-bytes-or-more-000"),
+            (
+                "TOKEN_SECRETS_PREVIOUS",
+                " 0123456789abcdef0123456789abcdef , x-other-key-of-32-bytes-or-more-0",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(moved.keyring.verify(&token, 150), Ok(claims));
+    }
+
+    #[test]
+    fn mail_settings_have_defaults_and_bounds() {
+        let c = parse(&[URL, SECRET]).unwrap();
+        assert_eq!(c.mail_recipient_cooldown, 60);
+        assert_eq!(c.reset_max_live_tokens, 3);
+        assert_eq!(c.mail_poll, Duration::from_millis(2000));
+        let c = parse(&[URL, SECRET, ("MAIL_RECIPIENT_COOLDOWN_SECONDS", "0")]).unwrap();
+        assert_eq!(c.mail_recipient_cooldown, 0);
+        let e = parse(&[URL, SECRET, ("RESET_MAX_LIVE_TOKENS", "0")]).unwrap_err();
+        assert_eq!(e.variable, "RESET_MAX_LIVE_TOKENS");
+    }
+
+    #[test]
     fn errors_name_the_variable_and_never_the_value() {
         let e = parse(&[SECRET]).unwrap_err();
         assert_eq!(e.variable, "DATABASE_URL");

@@ -460,6 +460,47 @@ mod tests {
     }
 
     #[test]
+    fn addresses_are_canonical_and_forwarded_entries_may_carry_ports() {
+        let proxies = TrustedProxies::parse("127.0.0.1, ::ffff:10.0.0.0/104").unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let client: IpAddr = "198.51.100.8".parse().unwrap();
+        // An IPv4 peer of a dual-stack socket is a trusted IPv4 proxy.
+        assert_eq!(proxies.client_ip(mapped, Some("198.51.100.8")), client);
+        assert_eq!(proxies.client_ip(mapped, None), ip(0x7f00_0001));
+        assert_eq!(proxies.client_ip(mapped, Some("198.51.100.8:5555")), client);
+        assert_eq!(
+            proxies.client_ip(mapped, Some("[2001:db8::9]:443")),
+            "2001:db8::9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            proxies.client_ip(mapped, Some("[2001:db8::9]")),
+            "2001:db8::9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            proxies.client_ip(mapped, Some("::ffff:198.51.100.8")),
+            client
+        );
+        // A mapped range in TRUSTED_PROXIES is the IPv4 range.
+        assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(
+            proxies.client_ip(mapped, Some("[garbage]:1")),
+            ip(0x7f00_0001)
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_share_a_bucket_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket_of(a), bucket_of(b));
+        assert_ne!(bucket_of(a), bucket_of(c));
+        assert_eq!(bucket_of(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(bucket_of(ip(7)), ip(7));
+        assert_eq!(bucket_of("::ffff:0.0.0.7".parse().unwrap()), ip(7));
+    }
+
+    #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.5, ::1").unwrap();
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();

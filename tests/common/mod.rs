@@ -699,6 +699,30 @@ pub fn wait_for_mail(server: &Server, recipient: &str) -> String {
     }
 }
 
+/// Waits (up to 5 s) until the mail worker has resolved every pending mail
+/// request, so the outbox shows their outcome.
+#[track_caller]
+pub fn wait_for_mail_worker(server: &Server) {
+    use mysql::prelude::Queryable;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending: u64 = server
+            .db
+            .conn()
+            .query_first("SELECT COUNT(*) FROM mail_requests")
+            .unwrap()
+            .unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mail worker left {pending} requests unresolved for 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Registers `email` with `password`; returns the new user's id.
 #[track_caller]
 pub fn register(server: &Server, email: &str, password: &str) -> u64 {
