@@ -63,7 +63,13 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
-    /// `RESET_URL_BASE`: the page a reset email links to, `?token=` appended.
+    /// `PUBLIC_URL`: the server's address as users reach it, without a
+    /// trailing slash; the links in mails start with it.
+    pub public_url: String,
+    /// `APP_NAME`: the product's name in mail subjects, bodies and pages.
+    pub app_name: String,
+    /// `RESET_URL_BASE`: the page a reset email links to, `?token=` appended
+    /// (default: `PUBLIC_URL/reset-password`, the server's own page).
     pub reset_url_base: String,
     /// `RESET_TOKEN_TTL_SECONDS`: how long a reset token works.
     pub reset_token_ttl: u64,
@@ -105,6 +111,8 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("public_url", &self.public_url)
+            .field("app_name", &self.app_name)
             .field("reset_url_base", &self.reset_url_base)
             .field("reset_token_ttl", &self.reset_token_ttl)
             .field("reset_max_live_tokens", &self.reset_max_live_tokens)
@@ -187,7 +195,12 @@ impl Config {
                 variable: "TRUSTED_PROXIES",
                 reason: "must be comma-separated IP addresses or CIDR ranges".into(),
             })?,
-            reset_url_base: reset_url_base(&vars)?,
+            public_url: public_url(&vars)?,
+            app_name: app_name(&vars)?,
+            reset_url_base: match vars.get("RESET_URL_BASE") {
+                Some(url) => page_url("RESET_URL_BASE", url)?,
+                None => format!("{}/reset-password", public_url(&vars)?),
+            },
             reset_token_ttl: vars.number("RESET_TOKEN_TTL_SECONDS", 900, 1, 86_400)? as u64,
             reset_max_live_tokens: vars.number("RESET_MAX_LIVE_TOKENS", 3, 1, 100)? as u32,
             mail_recipient_cooldown: vars.number("MAIL_RECIPIENT_COOLDOWN_SECONDS", 60, 0, 86_400)?
@@ -212,10 +225,7 @@ impl Config {
 
 /// `RESET_URL_BASE`: an http(s) URL without a query, since `?token=` is
 /// appended to it.
-fn reset_url_base(vars: &Vars) -> Result<String, ConfigError> {
-    let url = vars
-        .get("RESET_URL_BASE")
-        .unwrap_or_else(|| "http://localhost:8080/reset-password".into());
+fn page_url(variable: &'static str, url: String) -> Result<String, ConfigError> {
     let valid = (url.starts_with("http://") || url.starts_with("https://"))
         && !url.contains(['?', '#'])
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -223,10 +233,33 @@ fn reset_url_base(vars: &Vars) -> Result<String, ConfigError> {
         Ok(url)
     } else {
         Err(ConfigError {
-            variable: "RESET_URL_BASE",
+            variable,
             reason: "must be an http:// or https:// URL without a query or fragment".into(),
         })
     }
+}
+
+/// `PUBLIC_URL`: like `RESET_URL_BASE`, without a trailing slash (a path
+/// prefix is allowed, for a server behind a proxy under `/auth`).
+fn public_url(vars: &Vars) -> Result<String, ConfigError> {
+    let url = vars
+        .get("PUBLIC_URL")
+        .unwrap_or_else(|| "http://localhost:8080".into());
+    let url = page_url("PUBLIC_URL", url)?;
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `APP_NAME`: 1 to 64 characters, no control characters (it goes into
+/// mail headers).
+fn app_name(vars: &Vars) -> Result<String, ConfigError> {
+    let name = vars.get("APP_NAME").unwrap_or_else(|| "auth-server".into());
+    if name.chars().count() > 64 || name.chars().any(char::is_control) || name.trim().is_empty() {
+        return Err(ConfigError {
+            variable: "APP_NAME",
+            reason: "must be 1 to 64 characters without control characters".into(),
+        });
+    }
+    Ok(name)
 }
 
 /// The number of CPU cores, the default hashing concurrency.
