@@ -19,7 +19,7 @@
 //! - **Fixed limits.** Head at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`]
 //!   fields (431); body at most [`MAX_BODY`] bytes (413, and the connection
 //!   closes without reading the rest); chunked bodies are decoded under the
-//!   same limit.
+//!   same limit (`chunked.rs`).
 //! - **No ambiguous framing.** `Content-Length` together with
 //!   `Transfer-Encoding`, differing `Content-Length`s, or a transfer coding
 //!   other than `chunked` answer 400 and close: the shapes behind request
@@ -32,6 +32,7 @@
 //! `Content-Length`. It does not do TLS (put a reverse proxy in front), HTTP/2,
 //! or response streaming: every body here is a small JSON document.
 
+mod chunked;
 mod parse;
 mod response;
 mod server;
