@@ -34,6 +34,7 @@
 
 mod chunked;
 mod parse;
+mod request_id;
 mod response;
 mod server;
 

@@ -39,6 +39,7 @@
 //! ([`crate::limits::HashGate`]).
 
 use super::parse::{Request, read_request};
+use super::request_id::RequestIds;
 use super::response::Response;
 use crate::error::ApiError;
 use crate::log;
@@ -444,7 +445,7 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
         let (response, keep_alive) = match read {
             Ok(None) => return,
             Ok(Some(mut request)) => {
-                request.request_id = shared.ids.for_request(&request);
+                request.request_id = shared.ids.for_client(request.header("x-request-id"));
                 let mut response = respond(shared, &request);
                 response.set_header("X-Request-Id", request.request_id.as_str());
                 let keep_alive =
@@ -559,70 +560,9 @@ fn linger_close(mut stream: &TcpStream) {
     }
 }
 
-/// Request ids: the client's `X-Request-Id` when it is a sane token (1 to 128
-/// visible ASCII characters), otherwise a process-unique id made of a random
-/// per-process prefix and a counter, which is cheaper than fresh randomness
-/// per request and still unique across restarts and instances.
-struct RequestIds {
-    prefix: String,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        let mut seed = [0u8; 6];
-        // Without OS randomness the ids are still unique within the process.
-        let _ = getrandom::fill(&mut seed);
-        let prefix = seed.iter().map(|b| format!("{b:02x}")).collect();
-        RequestIds {
-            prefix,
-            counter: AtomicU64::new(1),
-        }
-    }
-
-    fn next(&self) -> String {
-        format!(
-            "{}-{}",
-            self.prefix,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    fn for_request(&self, request: &Request) -> String {
-        match request.header("x-request-id") {
-            Some(id) if is_sane_request_id(id) => id.to_string(),
-            _ => self.next(),
-        }
-    }
-}
-
-/// 1 to 128 visible ASCII characters (no spaces or controls), so the id is
-/// safe to echo in headers and logs.
-fn is_sane_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert!(is_sane_request_id("abc-123_XYZ.~"));
-        assert!(!is_sane_request_id(""));
-        assert!(!is_sane_request_id("has space"));
-        assert!(!is_sane_request_id(&"a".repeat(129)));
-        assert!(is_sane_request_id(&"a".repeat(128)));
-        assert!(!is_sane_request_id("é"));
-        let ids = RequestIds::new();
-        assert_ne!(ids.next(), ids.next());
-        let mut r = Request::for_tests("GET", "/");
-        r.headers
-            .push(("x-request-id".into(), b"client-id-1".to_vec()));
-        assert_eq!(ids.for_request(&r), "client-id-1");
-        r.headers[0].1 = b"bad id".to_vec();
-        assert_ne!(ids.for_request(&r), "bad id");
-    }
 
     fn tracked(waiting_since: u64) -> Tracked {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
