@@ -38,7 +38,8 @@
 //! bounded before parsing; hashing runs on threads of its own
 //! ([`crate::limits::HashGate`]).
 
-use super::parse::{Request, read_request};
+use super::parse::read_request;
+use super::request::Request;
 use super::request_id::RequestIds;
 use super::response::Response;
 use crate::error::ApiError;
@@ -405,10 +406,13 @@ fn refuse(mut stream: TcpStream, request_id: &str) {
     let mut out = Vec::with_capacity(512);
     let mut response = ApiError::Overloaded.to_response(request_id);
     response.set_header("X-Request-Id", request_id);
+    // Unread, the request might be a HEAD; this answer closes the
+    // connection, so a body the client does not expect harms nothing.
     response.write_into(
         &mut out,
         false,
         &crate::time::http_date(crate::time::unix_now()),
+        false,
     );
     let _ = stream.write_all(&out);
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -442,7 +446,7 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
             return;
         }
         let stopping = shared.shutdown.is_stopping();
-        let (response, keep_alive) = match read {
+        let (response, keep_alive, to_head) = match read {
             Ok(None) => return,
             Ok(Some(mut request)) => {
                 request.request_id = shared.ids.for_client(request.header("x-request-id"));
@@ -450,21 +454,23 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
                 response.set_header("X-Request-Id", request.request_id.as_str());
                 let keep_alive =
                     request.keep_alive && !response.close && !shared.shutdown.is_stopping();
-                (response, keep_alive)
+                (response, keep_alive, request.method == "HEAD")
             }
-            // Cut off mid-request by the shutdown: refuse it before it starts.
-            Err(_) if stopping => {
-                let request_id = shared.ids.next();
-                let mut response = ApiError::Overloaded.to_response(&request_id);
-                response.set_header("X-Request-Id", request_id);
-                (response, false)
-            }
-            Err(error) => {
-                let request_id = shared.ids.next();
-                log_rejected(&error, peer.ip(), &request_id);
+            // Every other answer names the request as the client did, when
+            // its head got far enough to say.
+            Err(rejected) => {
+                let request_id = shared.ids.for_client(rejected.client_request_id.as_deref());
+                // Cut off mid-request by the shutdown: refuse it before it
+                // starts.
+                let error = if stopping {
+                    ApiError::Overloaded
+                } else {
+                    log_rejected(&rejected.error, peer.ip(), &request_id);
+                    rejected.error
+                };
                 let mut response = error.to_response(&request_id);
                 response.set_header("X-Request-Id", request_id);
-                (response, false)
+                (response, false, rejected.head)
             }
         };
         out.clear();
@@ -472,6 +478,7 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
             &mut out,
             keep_alive,
             &crate::time::http_date(crate::time::unix_now()),
+            to_head,
         );
         if stream.write_all(&out).is_err() {
             return;
