@@ -537,13 +537,13 @@ check_json "a client X-Request-Id is echoed as the problem's request_id" 'd["req
 
 req DELETE /healthz
 check_problem 405 method_not_allowed "DELETE /healthz is 405 method_not_allowed"
-check_header "DELETE /healthz lists Allow: GET" Allow GET
+check_header "DELETE /healthz lists Allow: GET, HEAD" Allow "GET, HEAD"
 req GET /auth/login
 check_problem 405 method_not_allowed "GET /auth/login is 405 method_not_allowed"
 check_header "GET /auth/login lists Allow: POST" Allow POST
 req POST /auth/me
 check_problem 405 method_not_allowed "POST /auth/me is 405 method_not_allowed"
-check_header "POST /auth/me lists Allow: GET, PATCH, DELETE" Allow "GET, PATCH, DELETE"
+check_header "POST /auth/me lists Allow: GET, HEAD, PATCH, DELETE" Allow "GET, HEAD, PATCH, DELETE"
 req GET /auth/password/forgot
 check_problem 405 method_not_allowed "GET /auth/password/forgot is 405 method_not_allowed"
 check_header "GET /auth/password/forgot lists Allow: POST" Allow POST
