@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::Request;
-use crate::limits::{AccountLocks, HashGate, RateLimiter};
+use crate::limits::{HashGate, RateLimiter};
 use crate::mail::Wakeup;
 use crate::metrics::Metrics;
 use crate::time;
@@ -28,8 +28,6 @@ pub struct Context {
     pub account_limiter: RateLimiter<u64>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Metrics,
-    /// Makes password checks for one account take turns.
-    pub account_locks: AccountLocks,
     /// Wakes the mail resolver when a request has recorded work for it.
     pub mail: Wakeup,
     /// Wakes the courier when a message was queued.
@@ -46,7 +44,6 @@ impl Context {
             rate_limiter: RateLimiter::new(per_minute, burst),
             account_limiter: RateLimiter::new(per_minute, burst),
             metrics: Metrics::default(),
-            account_locks: AccountLocks::default(),
             mail: Wakeup::default(),
             courier: Wakeup::default(),
             config,

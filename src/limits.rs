@@ -22,20 +22,6 @@
 //! fresh pages. On a few fixed threads the blocks are reused: memory stays
 //! near slots x 19 MiB and each hash is faster.
 //!
-//! # Per-account serialisation of password checks
-//!
-//! The lockout counts wrong passwords in the database. If two guesses for
-//! one account were checked at once, both would read the count before either
-//! recorded its failure, so an attacker sending guesses in parallel would get
-//! as many as it can keep in flight. [`AccountLocks`] makes password checks
-//! for one account take turns within this instance: each reads the count,
-//! checks the password and records the outcome before the next starts. It is
-//! striped (a fixed array of mutexes indexed by account id), so memory stays
-//! constant and unrelated accounts rarely wait for each other. Across several
-//! instances, checks for one account can still overlap by at most one per
-//! instance, which the README states. A turn is taken only while holding a
-//! hashing slot, so no one waits for a slot while holding a turn.
-//!
 //! # The rate limiter
 //!
 //! A token bucket per client address for the unauthenticated endpoints
@@ -184,31 +170,6 @@ impl Drop for HashPermit<'_> {
     fn drop(&mut self) {
         *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         self.0.freed.notify_one();
-    }
-}
-
-/// Stripes of [`AccountLocks`]: two accounts share a stripe 1 time in 1024.
-const ACCOUNT_STRIPES: usize = 1024;
-
-/// Serialises password checks per account (see the module docs).
-pub struct AccountLocks {
-    stripes: Vec<Mutex<()>>,
-}
-
-impl Default for AccountLocks {
-    fn default() -> Self {
-        AccountLocks {
-            stripes: (0..ACCOUNT_STRIPES).map(|_| Mutex::new(())).collect(),
-        }
-    }
-}
-
-impl AccountLocks {
-    /// Waits for the account's turn; the turn ends when the guard drops.
-    pub fn lock(&self, user_id: u64) -> std::sync::MutexGuard<'_, ()> {
-        let stripe = &self.stripes[(user_id % ACCOUNT_STRIPES as u64) as usize];
-        // The guarded data is `()`: a panic elsewhere cannot leave it broken.
-        stripe.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -116,7 +116,7 @@ fn serve() -> ExitCode {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
     let metrics_addr = config.metrics_bind_addr.clone();
-    let courier = match Courier::new(&config.mail) {
+    let courier = match Courier::new(&config.mail, db.holder()) {
         Ok(courier) => courier,
         Err(e) => return fail(&format!("invalid configuration: SMTP_URL: {e}")),
     };

@@ -5,9 +5,16 @@
 //!   the file. A file changed after it was applied stops start-up: the schema
 //!   in the database would no longer be what the file says. Fix forward with a
 //!   new file instead.
-//! - Several instances starting at once take a named lock (`GET_LOCK`, scoped
-//!   to the database) so exactly one applies what is pending while the others
-//!   wait, then find nothing left to do.
+//! - Several instances starting at once serialise on a lease: a row in
+//!   `schema_lock` that names its holder and when its claim expires, taken
+//!   by a conditional write. Exactly one instance applies what is pending,
+//!   renewing the lease after each statement; the others wait, then find
+//!   nothing left to do. A holder that dies leaves the lease to expire. Not
+//!   `GET_LOCK`: on a Galera cluster named locks are local to a node, so two
+//!   instances on two nodes both got it (measured: of three instances
+//!   started together, two exited with a deadlock or a duplicate key in
+//!   `schema_migrations`). A write to one row is what certification orders
+//!   cluster-wide.
 //! - MySQL commits DDL implicitly, so a migration is not atomic: each file is
 //!   written so that it can be re-run after a failure part way, and is
 //!   recorded only once all its statements succeeded. `CREATE TABLE` says
@@ -22,6 +29,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, params};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 /// One embedded migration file.
 pub struct Migration {
@@ -76,8 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
 /// statement that already ran answers when it runs again.
 const ALREADY_APPLIED: [u16; 3] = [1050, 1060, 1061];
 
-/// Seconds to wait for another instance that is migrating.
-const LOCK_WAIT_SECONDS: u32 = 60;
+/// Seconds to wait for the lease while another instance holds it without
+/// renewing (a holder that renews is waited for as long as it migrates).
+const LOCK_WAIT_SECONDS: u64 = 60;
+/// Seconds a lease lasts unless renewed.
+const LEASE_SECONDS: u64 = 60;
 
 /// Why migrating failed.
 #[derive(Debug)]
@@ -96,7 +107,7 @@ impl fmt::Display for MigrateError {
             MigrateError::Database(e) => write!(f, "migration failed: {e}"),
             MigrateError::LockTimeout => write!(
                 f,
-                "another instance held the migration lock for {LOCK_WAIT_SECONDS} s"
+                "another instance held the migration lease for {LOCK_WAIT_SECONDS} s without progress"
             ),
             MigrateError::Changed(name) => write!(
                 f,
@@ -115,22 +126,75 @@ impl From<mysql::Error> for MigrateError {
     }
 }
 
-/// Applies the pending migrations on `conn` and returns the names applied.
-pub fn run(conn: &mut Conn) -> Result<Vec<&'static str>, MigrateError> {
-    // Lock names are server-wide; the database's hash scopes this one to it.
-    let locked: Option<i64> = conn.query_first(format!(
-        "SELECT GET_LOCK(CONCAT('auth_server_migrate_', MD5(DATABASE())), {LOCK_WAIT_SECONDS})"
-    ))?;
-    if locked != Some(1) {
-        return Err(MigrateError::LockTimeout);
-    }
-    let result = apply_pending(conn);
-    // Also released when the connection closes, should this fail.
-    let _ = conn.query_drop("SELECT RELEASE_LOCK(CONCAT('auth_server_migrate_', MD5(DATABASE())))");
+/// Applies the pending migrations on `conn` and returns the names applied,
+/// holding the migration lease as `holder` (unique per process) meanwhile.
+pub fn run(conn: &mut Conn, holder: &str) -> Result<Vec<&'static str>, MigrateError> {
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS schema_lock (
+            id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+            holder VARCHAR(64) NOT NULL,
+            expires_at BIGINT UNSIGNED NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin",
+    )?;
+    take_lease(conn, holder)?;
+    let result = apply_pending(conn, holder);
+    // Also expires by itself, should this fail.
+    let _ = conn.exec_drop(
+        "DELETE FROM schema_lock WHERE id = 1 AND holder = :holder",
+        params! { "holder" => holder },
+    );
     result
 }
 
-fn apply_pending(conn: &mut Conn) -> Result<Vec<&'static str>, MigrateError> {
+/// Takes the lease, waiting while someone else holds it and renews it:
+/// `LockTimeout` after [`LOCK_WAIT_SECONDS`] without the holder renewing.
+fn take_lease(conn: &mut Conn, holder: &str) -> Result<(), MigrateError> {
+    let mut last_seen: Option<(String, u64)> = None;
+    let mut waiting_since = Instant::now();
+    loop {
+        let now = crate::time::unix_now();
+        // Assignments apply left to right: `holder` changes only if the
+        // lease expired, then `expires_at` follows whoever holds it now.
+        let claimed = conn.exec_drop(
+            "INSERT INTO schema_lock (id, holder, expires_at) VALUES (1, :holder, :expires)
+             ON DUPLICATE KEY UPDATE
+               holder = IF(expires_at <= :now, :holder, holder),
+               expires_at = IF(holder = :holder, :expires, expires_at)",
+            params! { "holder" => holder, "expires" => now + LEASE_SECONDS, "now" => now },
+        );
+        match claimed {
+            // Two nodes claiming at once: one loses certification; ask again.
+            Err(e) if super::failure::kind(&e) == super::failure::Kind::Conflict => {}
+            other => other?,
+        }
+        let current: Option<(String, u64)> =
+            conn.query_first("SELECT holder, expires_at FROM schema_lock WHERE id = 1")?;
+        match current {
+            Some((who, _)) if who == holder => return Ok(()),
+            // A renewal by the holder is progress: keep waiting.
+            seen if seen != last_seen => {
+                last_seen = seen;
+                waiting_since = Instant::now();
+            }
+            _ => {}
+        }
+        if waiting_since.elapsed() > Duration::from_secs(LOCK_WAIT_SECONDS) {
+            return Err(MigrateError::LockTimeout);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Extends the lease of `holder`, after each statement it applied.
+fn renew_lease(conn: &mut Conn, holder: &str) -> Result<(), MigrateError> {
+    conn.exec_drop(
+        "UPDATE schema_lock SET expires_at = :expires WHERE id = 1 AND holder = :holder",
+        params! { "expires" => crate::time::unix_now() + LEASE_SECONDS, "holder" => holder },
+    )?;
+    Ok(())
+}
+
+fn apply_pending(conn: &mut Conn, holder: &str) -> Result<Vec<&'static str>, MigrateError> {
     conn.query_drop(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INT UNSIGNED NOT NULL PRIMARY KEY,
@@ -154,6 +218,7 @@ fn apply_pending(conn: &mut Conn) -> Result<Vec<&'static str>, MigrateError> {
                 Err(mysql::Error::MySqlError(e)) if ALREADY_APPLIED.contains(&e.code) => {}
                 other => other?,
             }
+            renew_lease(conn, holder)?;
         }
         conn.exec_drop(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (:version, :name, :checksum)",

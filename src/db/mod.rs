@@ -39,6 +39,7 @@ mod users;
 
 pub use failure::{DbError, StartupError};
 
+pub use lockout::Attempt;
 pub use mail::{Mail, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
 pub use migrate::{MIGRATIONS, MigrateError, Migration};
 pub use outbox::{Backlog, Outgoing};
@@ -55,6 +56,9 @@ use std::time::{Duration, Instant};
 /// The database handle the handlers use.
 pub struct Db {
     pool: Pool,
+    /// Who this process is in the leases it takes (migrations, mail
+    /// claims): the process id and random bytes, unique per process.
+    holder: String,
 }
 
 impl Db {
@@ -63,9 +67,17 @@ impl Db {
     pub fn new(url: &str, pool_max: usize, timeout: Duration) -> Result<Db, DbError> {
         let opts = mysql::Opts::from_url(url)
             .map_err(|_| DbError::Query("DATABASE_URL is not a valid mysql:// URL".into()))?;
+        let random: [u8; 6] = crate::secret::bytes()
+            .map_err(|_| DbError::Query("no OS randomness for the instance id".into()))?;
         Ok(Db {
             pool: Pool::new(opts, pool_max, timeout),
+            holder: format!("{}-{}", std::process::id(), crate::secret::hex(&random)),
         })
+    }
+
+    /// This process's name in leases and claims (at most 64 characters).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Waits until the database answers, retrying with back-off for up to
@@ -136,7 +148,7 @@ impl Db {
         self.pool.with(|conn| {
             // DDL on a big table may take longer than a request's statements.
             pool::limit_session(conn, None)?;
-            let result = migrate::run(conn);
+            let result = migrate::run(conn, &self.holder);
             pool::limit_session(conn, Some(self.pool.timeout()))?;
             match result {
                 // Network failures go up as such, so the pool drops the connection.

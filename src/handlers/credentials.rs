@@ -4,7 +4,7 @@
 
 use super::Context;
 use super::auth::Authenticated;
-use crate::db::{Credentials, Guarded};
+use crate::db::{Attempt, Credentials, Guarded};
 use crate::error::ApiError;
 use crate::{email, log};
 use std::time::Instant;
@@ -46,36 +46,32 @@ pub(super) fn rate_limit_account(ctx: &Context, user_id: u64) -> Result<(), ApiE
 
 /// Checks a password against the account, under the brute-force lockout:
 /// a locked account answers 429 `too_many_attempts` before any hashing, even
-/// for the right password; a wrong password counts toward the lock; a right
-/// one clears the count. Checks for one account take turns (see
-/// [`AccountLocks`](crate::limits::AccountLocks)), so parallel guesses see
-/// each other's failures and cannot slip past the threshold.
+/// for the right password; every check is counted before it is hashed
+/// ([`Db::reserve_attempt`](crate::db::Db::reserve_attempt)), so guesses sent
+/// in parallel, to any instance, cannot get more than `LOCKOUT_THRESHOLD`
+/// checks; a right password clears the count.
 pub(super) fn verify_password(
     ctx: &Context,
     given: &str,
     account: &Credentials,
 ) -> Result<(), ApiError> {
     let (threshold, window) = (ctx.config.lockout_threshold, ctx.config.lockout_window);
-    let locked = |failures: u32, window_start: u64, now: u64| {
-        let lock_ends = window_start + window;
-        (failures >= threshold && lock_ends > now)
-            .then(|| ApiError::TooManyAttempts(lock_ends - now))
-    };
     // Cheap path: already locked when the account was read.
-    if let Some(e) = locked(account.failures, account.window_start, ctx.now()) {
-        return Err(e);
+    let lock_ends = account.window_start + window;
+    if account.failures >= threshold && lock_ends > ctx.now() {
+        return Err(ApiError::TooManyAttempts(lock_ends - ctx.now()));
     }
     rate_limit_account(ctx, account.user.id)?;
-    // The hashing slot first, then the account's turn: the slot's wait is
-    // bounded (503 after HASH_QUEUE_TIMEOUT_MS), and since only slot holders
-    // take turns, a turn is never held while waiting for a slot.
+    // The hashing slot first, then the reservation: the slot's wait is
+    // bounded (503 after HASH_QUEUE_TIMEOUT_MS), and a reservation made
+    // while waiting for it would count a check that may never run.
     let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
-    let _turn = ctx.account_locks.lock(account.user.id);
-    // Re-read under the turn: an earlier guess may have just failed.
     let now = ctx.now();
-    let (failures, window_start) = ctx.db.login_failures(account.user.id)?;
-    if let Some(e) = locked(failures, window_start, now) {
-        return Err(e);
+    if let Attempt::Locked { until } =
+        ctx.db
+            .reserve_attempt(account.user.id, now, window, threshold)?
+    {
+        return Err(ApiError::TooManyAttempts(until.saturating_sub(now).max(1)));
     }
     // A hash imported from elsewhere while a pepper is set was made
     // without it; the login that verifies it replaces it.
@@ -92,15 +88,11 @@ pub(super) fn verify_password(
     ctx.metrics.hash_took(started.elapsed());
     match verified {
         Ok(true) => {
-            if failures > 0 {
-                ctx.db.clear_login_failures(account.user.id)?;
-            }
+            ctx.db.clear_login_failures(account.user.id)?;
             Ok(())
         }
-        Ok(false) => {
-            ctx.db.record_login_failure(account.user.id, now, window)?;
-            Err(ApiError::WrongPassword)
-        }
+        // Counted already, by the reservation.
+        Ok(false) => Err(ApiError::WrongPassword),
         Err(e) => {
             // A stored hash we cannot parse is corrupt data, not a wrong
             // password; say so in the log, not to the client.

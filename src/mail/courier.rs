@@ -44,7 +44,7 @@ const AUTH_CODES: [u16; 4] = [530, 534, 535, 538];
 pub struct Courier {
     transport: SmtpTransport,
     from: Mailbox,
-    /// Who claims: unique per process, written into `claimed_by`.
+    /// Who claims: the process's [`Db::holder`](crate::db::Db::holder).
     holder: String,
 }
 
@@ -52,18 +52,16 @@ impl Courier {
     /// The courier for `config`, or `None` without `SMTP_URL` (then mail
     /// stays in the outbox for an external mailer). `Err` if the relay's
     /// transport cannot be built, naming what is wrong.
-    pub fn new(config: &MailConfig) -> Result<Option<Courier>, String> {
+    pub fn new(config: &MailConfig, holder: &str) -> Result<Option<Courier>, String> {
         let (Some(relay), Some(from)) = (&config.relay, &config.from) else {
             return Ok(None);
         };
         let hello = from.email.domain().to_string();
         let transport = relay.transport(config.ca.as_deref(), config.timeout, &hello)?;
-        let id: [u8; 6] = crate::secret::bytes().map_err(|_| "no OS randomness".to_string())?;
-        let holder = format!("{}-{}", std::process::id(), crate::secret::hex(&id));
         Ok(Some(Courier {
             transport,
             from: from.clone(),
-            holder,
+            holder: holder.to_string(),
         }))
     }
 }
