@@ -10,6 +10,7 @@
 //! process environment.
 
 use crate::cors::Cors;
+use crate::db::CausalReads;
 use crate::http::Limits;
 use crate::limits::TrustedProxies;
 use crate::log::Level;
@@ -49,6 +50,8 @@ pub struct Config {
     /// `DB_CONNECT_RETRY_SECONDS`: how long start-up retries an unreachable
     /// database before giving up.
     pub db_connect_retry: Duration,
+    /// `DB_CAUSAL_READS`: `auto`, `on` or `off`; see `src/db/node.rs`.
+    pub db_causal_reads: CausalReads,
     /// `LOG_LEVEL`.
     pub log_level: Level,
     /// `HASH_CONCURRENCY`: most Argon2 computations at once.
@@ -101,6 +104,7 @@ impl fmt::Debug for Config {
             .field("db_pool_max", &self.db_pool_max)
             .field("db_timeout", &self.db_timeout)
             .field("db_connect_retry", &self.db_connect_retry)
+            .field("db_causal_reads", &self.db_causal_reads)
             .field("log_level", &self.log_level)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("hash_queue_timeout", &self.hash_queue_timeout)
@@ -173,6 +177,13 @@ impl Config {
             },
             db_pool_max: vars.number("DB_POOL_MAX", 16, 1, 10_000)?,
             db_timeout: vars.millis("DB_TIMEOUT_MS", 3_000)?,
+            db_causal_reads: match vars.get("DB_CAUSAL_READS") {
+                None => CausalReads::Auto,
+                Some(s) => CausalReads::parse(&s).ok_or(ConfigError {
+                    variable: "DB_CAUSAL_READS",
+                    reason: "must be one of auto, on, off".into(),
+                })?,
+            },
             db_connect_retry: Duration::from_secs(vars.number(
                 "DB_CONNECT_RETRY_SECONDS",
                 60,
@@ -444,21 +455,15 @@ fn hasher(vars: &Vars) -> Result<Hasher, ConfigError> {
     })
 }
 
-/// Validates the URL's shape without echoing any of it.
+/// Validates the URL's shape (one host or several, comma-separated)
+/// without echoing any of it.
 fn check_database_url(url: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError {
-        variable: "DATABASE_URL",
-        reason: reason.to_string(),
-    };
-    let opts = mysql::Opts::from_url(url).map_err(|_| {
-        invalid("must be a URL of the form mysql://user:password@host:port/database")
-    })?;
-    match opts.get_db_name() {
-        Some(name) if !name.is_empty() => Ok(()),
-        _ => Err(invalid(
-            "must name a database: mysql://user:password@host:port/database",
-        )),
-    }
+    crate::db::parse_url(url)
+        .map(drop)
+        .map_err(|reason| ConfigError {
+            variable: "DATABASE_URL",
+            reason,
+        })
 }
 
 #[cfg(test)]

@@ -66,8 +66,13 @@ fn load() -> Result<(Config, Db), ExitCode> {
     let config = Config::from_env().map_err(|e| fail(&e.to_string()))?;
     log::set_level(config.log_level);
     log::install_panic_hook();
-    let db = Db::new(&config.database_url, config.db_pool_max, config.db_timeout)
-        .map_err(|e| fail(&e.to_string()))?;
+    let db = Db::new(
+        &config.database_url,
+        config.db_pool_max,
+        config.db_timeout,
+        config.db_causal_reads,
+    )
+    .map_err(|e| fail(&e.to_string()))?;
     Ok((config, db))
 }
 

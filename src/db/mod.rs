@@ -24,12 +24,16 @@
 //! | `tx.rs` | *shared:* transactions, and rerunning them after a conflict |
 //! | `failure.rs` | *shared:* what each database error means (retry, 503, 500) |
 //! | `pool.rs` | the bounded connection pool |
+//! | `hosts.rs` | several hosts in `DATABASE_URL`, preferring the first ready one |
+//! | `node.rs` | each new connection's limits, readiness check and causal reads |
 //! | `migrate.rs` | schema migrations |
 
 mod failure;
+mod hosts;
 mod lockout;
 mod mail;
 mod migrate;
+mod node;
 mod outbox;
 mod passwords;
 mod pool;
@@ -38,6 +42,8 @@ mod tx;
 mod users;
 
 pub use failure::{DbError, StartupError};
+pub use hosts::parse as parse_url;
+pub use node::CausalReads;
 
 pub use lockout::Attempt;
 pub use mail::{Mail, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
@@ -50,6 +56,7 @@ pub use users::{Change, Credentials, Guarded, Import, Proof, User};
 
 use crate::log;
 use failure::codes;
+use hosts::Hosts;
 use mysql::prelude::Queryable;
 use std::time::{Duration, Instant};
 
@@ -62,15 +69,20 @@ pub struct Db {
 }
 
 impl Db {
-    /// A handle over `url` with at most `pool_max` connections, each wait and
-    /// network operation bounded by `timeout`. Connects lazily.
-    pub fn new(url: &str, pool_max: usize, timeout: Duration) -> Result<Db, DbError> {
-        let opts = mysql::Opts::from_url(url)
-            .map_err(|_| DbError::Query("DATABASE_URL is not a valid mysql:// URL".into()))?;
+    /// A handle over `url` (one host or several, see `hosts.rs`) with at
+    /// most `pool_max` connections, each wait and network operation bounded
+    /// by `timeout`, and reads as causal as `causal` says. Connects lazily.
+    pub fn new(
+        url: &str,
+        pool_max: usize,
+        timeout: Duration,
+        causal: CausalReads,
+    ) -> Result<Db, DbError> {
+        let opts = hosts::parse(url).map_err(|e| DbError::Query(format!("DATABASE_URL {e}")))?;
         let random: [u8; 6] = crate::secret::bytes()
             .map_err(|_| DbError::Query("no OS randomness for the instance id".into()))?;
         Ok(Db {
-            pool: Pool::new(opts, pool_max, timeout),
+            pool: Pool::new(Hosts::new(opts, timeout, causal), pool_max, timeout),
             holder: format!("{}-{}", std::process::id(), crate::secret::hex(&random)),
         })
     }
@@ -145,14 +157,17 @@ impl Db {
     /// One attempt: the outer error is a connection failure (worth retrying),
     /// the inner one a failure of the migration itself.
     fn migrate_once(&self) -> Result<Result<Vec<&'static str>, MigrateError>, PoolError> {
-        self.pool.with(|conn| {
+        self.pool.with_node(|conn, server| {
             // DDL on a big table may take longer than a request's statements.
-            pool::limit_session(conn, None)?;
+            node::limit(conn, server, None)?;
             let result = migrate::run(conn, &self.holder);
-            pool::limit_session(conn, Some(self.pool.timeout()))?;
+            node::limit(conn, server, Some(self.pool.timeout()))?;
             match result {
-                // Network failures go up as such, so the pool drops the connection.
-                Err(MigrateError::Database(e)) if e.is_connectivity_error() => Err(e),
+                // A broken connection or a node that is not ready goes up as
+                // such: the pool drops the connection and start-up retries.
+                Err(MigrateError::Database(e)) if failure::kind(&e) == failure::Kind::NotReady => {
+                    Err(e)
+                }
                 other => Ok(other),
             }
         })
@@ -163,8 +178,18 @@ impl Db {
         self.pool.in_use()
     }
 
-    /// Succeeds when a trivial query round-trips: the health check.
+    /// Succeeds when the database can serve: a trivial query round-trips
+    /// and, on a Galera node, the node is synced, primary and ready (a node
+    /// cut off from the cluster still answers `SELECT 1`). The health check.
     pub fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| conn.query_drop("SELECT 1"))
+        self.pool
+            .with_node(|conn, server| {
+                conn.query_drop("SELECT 1")?;
+                if server.galera {
+                    node::check_ready(conn)?;
+                }
+                Ok(())
+            })
+            .map_err(DbError::from)
     }
 }

@@ -24,8 +24,11 @@
 //! - a failure that says the server cannot serve on this connection (a node
 //!   that is not ready, a server shutting down; see `failure.rs`) discards
 //!   it too;
+//! - connections go to the first ready host of `DATABASE_URL` (`hosts.rs`);
+//!   one to a later host is replaced, at checkout, once an earlier host may
+//!   be back;
 //! - each new connection gets server-side limits below the client's timeout
-//!   ([`limit_session`]): a lock wait ends after 1 s and a statement after
+//!   (`node.rs`): a lock wait ends after 1 s and a statement after
 //!   four fifths of `timeout`, on the server. Without them a statement the
 //!   client gave up on (a held table lock, say) kept running on the server
 //!   after the request had answered 503, on a connection this pool had
@@ -36,8 +39,9 @@
 //!   a moment, those it just dropped for a network failure.
 
 use super::failure::{Kind, kind};
-use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder};
+use super::hosts::Hosts;
+use super::node::Node;
+use mysql::Conn;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,15 +50,27 @@ pub const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
 /// A bounded set of database connections shared by all request threads.
 pub struct Pool {
-    opts: Opts,
+    hosts: Hosts,
     max: usize,
     timeout: Duration,
     state: Mutex<State>,
     freed: Condvar,
 }
 
+/// A connection with what the pool knows of it.
+struct Pooled {
+    conn: Conn,
+    /// Index of its host in `DATABASE_URL`.
+    host: usize,
+    /// What its server is.
+    node: Node,
+    /// When it was opened: a connection to a later host is replaced once
+    /// an earlier one may be back (see `hosts.rs`), but not at once.
+    opened: Instant,
+}
+
 struct State {
-    idle: Vec<(Conn, Instant)>,
+    idle: Vec<(Pooled, Instant)>,
     open: usize,
 }
 
@@ -68,20 +84,11 @@ pub enum PoolError {
 }
 
 impl Pool {
-    /// A pool for `opts` that opens at most `max` connections and bounds every
-    /// wait by `timeout`. Opens nothing yet.
-    pub fn new(opts: Opts, max: usize, timeout: Duration) -> Pool {
-        let opts = OptsBuilder::from_opts(opts)
-            .tcp_connect_timeout(Some(timeout))
-            .read_timeout(Some(timeout))
-            .write_timeout(Some(timeout))
-            // The crate otherwise re-connects over the Unix socket when the
-            // host is local, which the timeouts above do not govern the same
-            // way; TCP everywhere keeps behaviour identical in every setup.
-            .prefer_socket(false)
-            .into();
+    /// A pool over `hosts` that opens at most `max` connections and bounds
+    /// every wait by `timeout`. Opens nothing yet.
+    pub fn new(hosts: Hosts, max: usize, timeout: Duration) -> Pool {
         Pool {
-            opts,
+            hosts,
             max,
             timeout,
             state: Mutex::new(State {
@@ -98,19 +105,30 @@ impl Pool {
         state.open - state.idle.len()
     }
 
-    /// Runs `f` on a pooled connection. A network-level failure (or a panic
-    /// in `f`) discards the connection; any other outcome returns it to the
-    /// pool.
+    /// Runs `f` on a pooled connection. A failure that says the connection
+    /// or its node cannot serve (or a panic in `f`) discards the connection
+    /// and marks its host down; any other outcome returns it to the pool.
     pub fn with<T>(&self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, PoolError> {
-        let mut conn = self.checkout()?;
+        self.with_node(|conn, _| f(conn))
+    }
+
+    /// [`Pool::with`], telling `f` what the connection's server is.
+    pub fn with_node<T>(
+        &self,
+        f: impl FnOnce(&mut Conn, &Node) -> mysql::Result<T>,
+    ) -> Result<T, PoolError> {
+        let mut pooled = self.checkout()?;
         let mut slot = OpenSlot {
             pool: self,
             held: true,
         };
-        let result = f(&mut conn);
-        if !matches!(&result, Err(e) if kind(e) == Kind::NotReady) {
-            slot.held = false;
-            self.checkin(conn);
+        let result = f(&mut pooled.conn, &pooled.node);
+        match &result {
+            Err(e) if kind(e) == Kind::NotReady => self.hosts.mark_down(pooled.host),
+            _ => {
+                slot.held = false;
+                self.checkin(pooled);
+            }
         }
         result.map_err(PoolError::Mysql)
     }
@@ -121,14 +139,18 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn checkout(&self) -> Result<Conn, PoolError> {
+    fn checkout(&self) -> Result<Pooled, PoolError> {
         let deadline = Instant::now() + self.timeout;
         let mut state = self.lock();
         loop {
-            if let Some((mut conn, since)) = state.idle.pop() {
+            if let Some((mut pooled, since)) = state.idle.pop() {
                 drop(state);
-                if since.elapsed() < PING_AFTER_IDLE || conn.ping().is_ok() {
-                    return Ok(conn);
+                let moving_back = pooled.host > 0
+                    && pooled.opened.elapsed() >= super::hosts::RETRY_AFTER
+                    && self.hosts.better_than(pooled.host);
+                if !moving_back && (since.elapsed() < PING_AFTER_IDLE || pooled.conn.ping().is_ok())
+                {
+                    return Ok(pooled);
                 }
                 self.discard();
                 state = self.lock();
@@ -137,10 +159,18 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return self.connect().map_err(|e| {
-                    self.discard();
-                    PoolError::Mysql(e)
-                });
+                return match self.hosts.connect() {
+                    Ok((conn, host, node)) => Ok(Pooled {
+                        conn,
+                        host,
+                        node,
+                        opened: Instant::now(),
+                    }),
+                    Err(e) => {
+                        self.discard();
+                        Err(PoolError::Mysql(e))
+                    }
+                };
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -154,20 +184,13 @@ impl Pool {
         }
     }
 
-    fn connect(&self) -> mysql::Result<Conn> {
-        let mut conn = Conn::new(self.opts.clone())?;
-        limit_session(&mut conn, Some(self.timeout))?;
-        Ok(conn)
-    }
-
-    /// The pool's timeout: what [`limit_session`] restores after a
-    /// migration lifted the limits.
+    /// The pool's timeout: what the session limits follow.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    fn checkin(&self, conn: Conn) {
-        self.lock().idle.push((conn, Instant::now()));
+    fn checkin(&self, pooled: Pooled) {
+        self.lock().idle.push((pooled, Instant::now()));
         self.freed.notify_one();
     }
 
@@ -177,30 +200,6 @@ impl Pool {
         self.lock().open -= 1;
         self.freed.notify_one();
     }
-}
-
-/// Longest wait for a row or metadata lock, on the server. Every lock here
-/// is held for a few statements of one request, so a second is ample; and
-/// well below the client timeout, it leaves room for a rerun (`tx.rs`).
-const LOCK_WAIT_SECONDS: u64 = 1;
-
-/// Sets the session's server-side limits for a client timeout of `timeout`
-/// (see the module docs), or lifts the statement limit with `None` (for
-/// migrations, whose DDL may take long on a big table). MariaDB bounds every
-/// statement with `max_statement_time` (seconds); MySQL bounds `SELECT`s
-/// with `max_execution_time` (milliseconds), and writes by the lock waits.
-pub fn limit_session(conn: &mut Conn, timeout: Option<Duration>) -> mysql::Result<()> {
-    let statement_ms = timeout.map_or(0, |t| (t.as_millis() * 4 / 5).max(1) as u64);
-    let version: Option<String> = conn.query_first("SELECT VERSION()")?;
-    let statement_limit = if version.is_some_and(|v| v.contains("MariaDB")) {
-        format!("max_statement_time = {}", statement_ms as f64 / 1000.0)
-    } else {
-        format!("max_execution_time = {statement_ms}")
-    };
-    conn.query_drop(format!(
-        "SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}, \
-         lock_wait_timeout = {LOCK_WAIT_SECONDS}, {statement_limit}"
-    ))
 }
 
 /// Gives a checked-out connection's place back to the pool if the connection
