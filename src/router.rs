@@ -10,6 +10,7 @@
 use crate::error::ApiError;
 use crate::handlers::{self, Context};
 use crate::http::{Request, Response};
+use crate::pages;
 use std::time::Instant;
 
 /// A handler: a plain function of the context and the parsed request.
@@ -55,6 +56,12 @@ fn resolve(path: &str) -> Option<Route> {
             "/auth/password/reset",
             "POST",
             &[("POST", handlers::reset_password)],
+        ),
+        // The page a reset mail links to (HTML, for people; see `pages`).
+        "/reset-password" => route(
+            "/reset-password",
+            "GET, POST",
+            &[("GET", pages::reset_page), ("POST", pages::reset_submit)],
         ),
         "/auth/me" => route(
             "/auth/me",
@@ -128,6 +135,7 @@ mod tests {
         "/auth/password",
         "/auth/password/forgot",
         "/auth/password/reset",
+        "/reset-password",
         "/auth/me",
         "/auth/logout",
         "/auth/logout-all",
