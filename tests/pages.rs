@@ -345,6 +345,14 @@ fn the_page_spends_the_same_rate_limit_as_the_api() {
         html.contains(&format!("name=\"token\" value=\"{token}\"")),
         "{html}"
     );
+    // Limited before the token is looked up: what is not shaped like a
+    // token is not put back.
+    let evil = "\"><script>alert(1)</script>";
+    let html = assert_page(&submit(&server, evil, NEW, NEW), 429);
+    assert!(
+        !html.contains("alert(1)") && !html.contains("<form"),
+        "{html}"
+    );
     assert_eq!(token_used_at(&server, id), vec![None]);
 }
 

@@ -104,8 +104,12 @@ fn token_is_live(ctx: &Context, token: &str) -> Result<bool, ApiError> {
 }
 
 /// The page for a failure of the reset's rules or of the server, in words.
-/// With `token`, the form comes back wherever trying again can work.
+/// With `token`, the form comes back wherever trying again can work. Some
+/// failures come before the token could be looked up (the rate limit, the
+/// database), so a token is put back only if it has a token's shape: then
+/// what the page reflects is base64url, whatever the request sent.
 fn failure(ctx: &Context, request: &Request, e: &ApiError, token: Option<&str>) -> Response {
+    let token = token.filter(|t| shaped_like_a_token(t));
     let (status, reason, retry_after) = match e {
         ApiError::InvalidResetToken => return link_no_longer_works(ctx),
         ApiError::WeakPassword(rule) => {
@@ -248,6 +252,15 @@ fn done(ctx: &Context) -> Response {
     .into_response()
 }
 
+/// True for 43 base64url characters, the shape of every reset token
+/// (`crate::secret::token`: 32 random bytes, base64url without padding).
+fn shaped_like_a_token(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A number of seconds as people say it: "15 minutes", "1 hour", "30
 /// seconds"; the largest unit that divides it exactly.
 fn duration_in_words(secs: u64) -> String {
@@ -263,6 +276,18 @@ fn duration_in_words(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_has_a_token_shape_is_put_back_into_a_form() {
+        let token = crate::secret::token().unwrap();
+        assert!(shaped_like_a_token(&token));
+        assert!(!shaped_like_a_token(&token[1..]));
+        assert!(!shaped_like_a_token(&format!("{token}A")));
+        let evil = format!("\"><b>{}", &token[5..]);
+        assert_eq!(evil.len(), 43);
+        assert!(!shaped_like_a_token(&evil));
+        assert!(!shaped_like_a_token(""));
+    }
 
     #[test]
     fn durations_in_words() {
