@@ -593,13 +593,13 @@ check_json "a client X-Request-Id is echoed as the problem's request_id" 'd["req
 
 req DELETE /healthz
 check_problem 405 method_not_allowed "DELETE /healthz is 405 method_not_allowed"
-check_header "DELETE /healthz lists Allow: GET" Allow GET
+check_header "DELETE /healthz lists Allow: GET, HEAD" Allow "GET, HEAD"
 req GET /auth/login
 check_problem 405 method_not_allowed "GET /auth/login is 405 method_not_allowed"
 check_header "GET /auth/login lists Allow: POST" Allow POST
 req POST /auth/me
 check_problem 405 method_not_allowed "POST /auth/me is 405 method_not_allowed"
-check_header "POST /auth/me lists Allow: GET, PATCH, DELETE" Allow "GET, PATCH, DELETE"
+check_header "POST /auth/me lists Allow: GET, HEAD, PATCH, DELETE" Allow "GET, HEAD, PATCH, DELETE"
 req GET /auth/password/forgot
 check_problem 405 method_not_allowed "GET /auth/password/forgot is 405 method_not_allowed"
 check_header "GET /auth/password/forgot lists Allow: POST" Allow POST
@@ -843,7 +843,7 @@ check_page 400 "POST /reset-password with a JSON body is a 400 HTML page, not pr
 check_body_has "the page says the form was not sent as a form" "not sent as an HTML form"
 req PUT /reset-password
 check_problem 405 method_not_allowed "PUT /reset-password is 405 method_not_allowed"
-check_header "PUT /reset-password lists Allow: GET, POST" Allow "GET, POST"
+check_header "PUT /reset-password lists Allow: GET, HEAD, POST" Allow "GET, HEAD, POST"
 
 # ---------------------------------------------------------------------------
 # Token-lifetime sections: need a token to stay valid for a few seconds

@@ -13,6 +13,8 @@ use crate::cors::Cors;
 use crate::http::Limits;
 use crate::limits::TrustedProxies;
 use crate::log::Level;
+use crate::mail::MailConfig;
+use crate::mail::smtp::{self, Relay};
 use crate::password::{DEFAULT_ITERATIONS, DEFAULT_MEMORY_KIB, DEFAULT_PARALLELISM, Hasher};
 use crate::token::{Key, Keyring};
 use std::fmt;
@@ -76,12 +78,8 @@ pub struct Config {
     /// `RESET_MAX_LIVE_TOKENS`: reset links live at once per account; a new
     /// one retires the oldest beyond this.
     pub reset_max_live_tokens: u32,
-    /// `MAIL_RECIPIENT_COOLDOWN_SECONDS`: at most one reset mail per account
-    /// in this many seconds (0: no limit).
-    pub mail_recipient_cooldown: u64,
-    /// `MAIL_POLL_MS`: how often the mail worker looks for work queued by
-    /// other instances (work queued here wakes it at once).
-    pub mail_poll: Duration,
+    /// The `MAIL_*` and `SMTP_*` settings: cooldown, polling, the relay.
+    pub mail: MailConfig,
     /// `CORS_ALLOWED_ORIGINS`: origins browser pages may call from.
     pub cors: Cors,
     /// `METRICS_BIND_ADDR`: serve `/metrics` there instead of on `BIND_ADDR`.
@@ -116,8 +114,7 @@ impl fmt::Debug for Config {
             .field("reset_url_base", &self.reset_url_base)
             .field("reset_token_ttl", &self.reset_token_ttl)
             .field("reset_max_live_tokens", &self.reset_max_live_tokens)
-            .field("mail_recipient_cooldown", &self.mail_recipient_cooldown)
-            .field("mail_poll", &self.mail_poll)
+            .field("mail", &self.mail)
             .field("cors", &self.cors)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -203,9 +200,7 @@ impl Config {
             },
             reset_token_ttl: vars.number("RESET_TOKEN_TTL_SECONDS", 900, 1, 86_400)? as u64,
             reset_max_live_tokens: vars.number("RESET_MAX_LIVE_TOKENS", 3, 1, 100)? as u32,
-            mail_recipient_cooldown: vars.number("MAIL_RECIPIENT_COOLDOWN_SECONDS", 60, 0, 86_400)?
-                as u64,
-            mail_poll: vars.millis("MAIL_POLL_MS", 2_000)?,
+            mail: mail_config(&vars)?,
             cors: Cors::parse(&vars.get("CORS_ALLOWED_ORIGINS").unwrap_or_default()).ok_or(ConfigError {
                 variable: "CORS_ALLOWED_ORIGINS",
                 reason: "must be comma-separated origins such as https://app.example.com (no paths, no *)".into(),
@@ -237,6 +232,57 @@ fn page_url(variable: &'static str, url: String) -> Result<String, ConfigError> 
             reason: "must be an http:// or https:// URL without a query or fragment".into(),
         })
     }
+}
+
+/// The mail settings. `SMTP_URL` (or `SMTP_URL_FILE`, since it may hold a
+/// password) turns the courier on, and then `MAIL_FROM` is required.
+fn mail_config(vars: &Vars) -> Result<MailConfig, ConfigError> {
+    let invalid = |variable, reason: String| ConfigError { variable, reason };
+    let relay = match vars.secret("SMTP_URL", "SMTP_URL_FILE")? {
+        None => None,
+        Some(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| invalid("SMTP_URL", "must be UTF-8".into()))?;
+            Some(Relay::parse(&text).map_err(|e| invalid("SMTP_URL", e))?)
+        }
+    };
+    let ca = match vars.get("SMTP_CA_FILE") {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "SMTP_CA_FILE",
+                    format!("cannot read the file it names: {}", e.kind()),
+                )
+            })?;
+            smtp::check_ca(&pem).map_err(|e| invalid("SMTP_CA_FILE", e))?;
+            Some(pem)
+        }
+    };
+    let from = match (vars.get("MAIL_FROM"), &relay) {
+        (Some(text), _) => Some(smtp::parse_from(&text).map_err(|e| invalid("MAIL_FROM", e))?),
+        (None, Some(_)) => {
+            return Err(invalid(
+                "MAIL_FROM",
+                "required when SMTP_URL is set, e.g. Example <no-reply@example.com>".into(),
+            ));
+        }
+        (None, None) => None,
+    };
+    Ok(MailConfig {
+        relay,
+        ca,
+        from,
+        timeout: vars.millis("MAIL_TIMEOUT_MS", 10_000)?,
+        poll: vars.millis("MAIL_POLL_MS", 2_000)?,
+        lease: vars.number("MAIL_LEASE_SECONDS", 60, 5, 3_600)? as u64,
+        retry_base: vars.number("MAIL_RETRY_BASE_SECONDS", 30, 1, 3_600)? as u64,
+        max_attempts: vars.number("MAIL_MAX_ATTEMPTS", 10, 1, 100)? as u32,
+        max_per_recipient_per_hour: vars.number("MAIL_MAX_PER_RECIPIENT_PER_HOUR", 10, 1, 10_000)?
+            as u64,
+        recipient_cooldown: vars.number("MAIL_RECIPIENT_COOLDOWN_SECONDS", 60, 0, 86_400)? as u64,
+        retention_days: vars.number("MAIL_RETENTION_DAYS", 30, 1, 3_650)? as u64,
+    })
 }
 
 /// `PUBLIC_URL`: like `RESET_URL_BASE`, without a trailing slash (a path
@@ -490,11 +536,34 @@ mod tests {
     #[test]
     fn mail_settings_have_defaults_and_bounds() {
         let c = parse(&[URL, SECRET]).unwrap();
-        assert_eq!(c.mail_recipient_cooldown, 60);
+        assert_eq!(c.mail.recipient_cooldown, 60);
         assert_eq!(c.reset_max_live_tokens, 3);
-        assert_eq!(c.mail_poll, Duration::from_millis(2000));
+        assert_eq!(c.mail.poll, Duration::from_millis(2000));
+        assert!(c.mail.relay.is_none() && c.mail.from.is_none());
         let c = parse(&[URL, SECRET, ("MAIL_RECIPIENT_COOLDOWN_SECONDS", "0")]).unwrap();
-        assert_eq!(c.mail_recipient_cooldown, 0);
+        assert_eq!(c.mail.recipient_cooldown, 0);
+        // SMTP_URL needs MAIL_FROM; errors never repeat the URL.
+        let smtp = ("SMTP_URL", "smtp://u:hunter2@mail.example.com:587");
+        let e = parse(&[URL, SECRET, smtp]).unwrap_err();
+        assert_eq!(e.variable, "MAIL_FROM");
+        let from = ("MAIL_FROM", "Example <no-reply@example.com>");
+        let c = parse(&[URL, SECRET, smtp, from]).unwrap();
+        assert_eq!(c.mail.relay.as_ref().unwrap().port, 587);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = parse(&[URL, SECRET, ("SMTP_URL", "http://u:hunter2@x"), from]).unwrap_err();
+        assert_eq!(e.variable, "SMTP_URL");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = parse(&[URL, SECRET, smtp, ("MAIL_FROM", "nobody")]).unwrap_err();
+        assert_eq!(e.variable, "MAIL_FROM");
+        let e = parse(&[
+            URL,
+            SECRET,
+            smtp,
+            from,
+            ("SMTP_CA_FILE", "/nonexistent/ca.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "SMTP_CA_FILE");
         let e = parse(&[URL, SECRET, ("RESET_MAX_LIVE_TOKENS", "0")]).unwrap_err();
         assert_eq!(e.variable, "RESET_MAX_LIVE_TOKENS");
     }

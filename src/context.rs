@@ -30,8 +30,10 @@ pub struct Context {
     pub metrics: Metrics,
     /// Makes password checks for one account take turns.
     pub account_locks: AccountLocks,
-    /// Wakes the mail worker when a request has queued something for it.
+    /// Wakes the mail resolver when a request has recorded work for it.
     pub mail: Wakeup,
+    /// Wakes the courier when a message was queued.
+    pub courier: Wakeup,
 }
 
 impl Context {
@@ -46,6 +48,7 @@ impl Context {
             metrics: Metrics::default(),
             account_locks: AccountLocks::default(),
             mail: Wakeup::default(),
+            courier: Wakeup::default(),
             config,
             db,
         })

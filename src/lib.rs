@@ -19,7 +19,7 @@
 //! | [`pages`] | the HTML pages that mailed links open (the password reset form) |
 //! | [`error`] | every failure's status, code and problem+json body |
 //! | [`db`] | the connection pool, migrations and every SQL statement, one file per area |
-//! | [`mail`] | the mail worker: resolves mail requests into the outbox |
+//! | [`mail`] | the mail resolver (requests to outbox) and the SMTP courier (outbox to relay) |
 //! | [`secret`] | fresh random tokens and the digests stored instead |
 //! | [`token`] | the session token format: signing and strict verification |
 //! | [`password`] | Argon2id hashing and the password rules |

@@ -6,6 +6,7 @@
 use auth_server::config::Config;
 use auth_server::db::Db;
 use auth_server::handlers::{self, Context};
+use auth_server::mail::{self, Courier};
 use auth_server::{http, log, router};
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -115,6 +116,16 @@ fn serve() -> ExitCode {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
     let metrics_addr = config.metrics_bind_addr.clone();
+    let courier = match Courier::new(&config.mail) {
+        Ok(courier) => courier,
+        Err(e) => return fail(&format!("invalid configuration: SMTP_URL: {e}")),
+    };
+    if courier.is_none() {
+        log::warn(
+            "SMTP_URL is not set: mail stays in the mail_outbox table for an external mailer",
+            &[],
+        );
+    }
     let ctx = match Context::new(config, db) {
         Ok(ctx) => Arc::new(ctx),
         Err(e) => return fail(&format!("cannot start the hashing threads: {e}")),
@@ -127,8 +138,8 @@ fn serve() -> ExitCode {
     // Logged once every socket is bound: tools wait for this line.
     log::info("listening", &[("addr", addr.into())]);
     spawn_session_purge(Arc::clone(&ctx));
-    if let Err(e) = spawn_mail_worker(Arc::clone(&ctx)) {
-        return fail(&format!("cannot start the mail worker thread: {e}"));
+    if let Err(e) = spawn_mail_threads(Arc::clone(&ctx), courier) {
+        return fail(&format!("cannot start the mail threads: {e}"));
     }
     http::serve(
         listener,
@@ -223,14 +234,20 @@ fn spawn_session_purge(ctx: Arc<Context>) {
     }
 }
 
-/// Resolves mail requests into the outbox for the life of the process.
-/// Without it no reset mail would ever be queued, so failing to start it
-/// stops start-up.
-fn spawn_mail_worker(ctx: Arc<Context>) -> std::io::Result<()> {
+/// The mail resolver and, with `SMTP_URL`, the courier, each on a thread of
+/// its own for the life of the process. Without them no reset mail would be
+/// queued or sent, so failing to start them stops start-up.
+fn spawn_mail_threads(ctx: Arc<Context>, courier: Option<Courier>) -> std::io::Result<()> {
+    let resolver_ctx = Arc::clone(&ctx);
     std::thread::Builder::new()
-        .name("mail".into())
-        .spawn(move || auth_server::mail::run(&ctx))
-        .map(drop)
+        .name("mail-resolver".into())
+        .spawn(move || mail::run_resolver(&resolver_ctx))?;
+    if let Some(courier) = courier {
+        std::thread::Builder::new()
+            .name("mail-courier".into())
+            .spawn(move || mail::run_courier(&ctx, &courier))?;
+    }
+    Ok(())
 }
 
 /// Asks the local server for `/healthz`. Needs no shell or curl in the image,

@@ -68,6 +68,10 @@ pub struct Metrics {
     logins: Mutex<BTreeMap<&'static str, u64>>,
     sessions_created: AtomicU64,
     sessions_ended: AtomicU64,
+    mail_queued: AtomicU64,
+    mail_sent: AtomicU64,
+    mail_retries: AtomicU64,
+    mail_failed: AtomicU64,
 }
 
 /// Point-in-time values that other parts own, read when rendering.
@@ -78,6 +82,9 @@ pub struct Gauges {
     pub hash_rejections: usize,
     /// Database connections checked out.
     pub db_connections_in_use: usize,
+    /// Outbox messages neither sent nor given up on, and the age in seconds
+    /// of the oldest; `None` when the database could not be asked.
+    pub mail_waiting: Option<(u64, u64)>,
 }
 
 impl Metrics {
@@ -108,6 +115,26 @@ impl Metrics {
     /// Counts sessions ended by logout, deletion, password change or reset.
     pub fn sessions_ended(&self, n: u64) {
         self.sessions_ended.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a message queued in the outbox by this instance.
+    pub fn mail_queued(&self) {
+        self.mail_queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a message this instance's courier sent.
+    pub fn mail_sent(&self) {
+        self.mail_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed delivery that will be tried again.
+    pub fn mail_retried(&self) {
+        self.mail_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a message given up on.
+    pub fn mail_failed(&self) {
+        self.mail_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text.
@@ -204,6 +231,49 @@ impl Metrics {
             "auth_sessions_ended_total {}",
             self.sessions_ended.load(Ordering::Relaxed)
         );
+        for (name, help, counter) in [
+            (
+                "auth_mail_queued_total",
+                "Messages queued in the outbox by this instance.",
+                &self.mail_queued,
+            ),
+            (
+                "auth_mail_sent_total",
+                "Messages this instance's courier sent.",
+                &self.mail_sent,
+            ),
+            (
+                "auth_mail_retries_total",
+                "Failed deliveries that will be tried again.",
+                &self.mail_retries,
+            ),
+            (
+                "auth_mail_failed_total",
+                "Messages given up on (permanent rejection, too many attempts, hourly cap).",
+                &self.mail_failed,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        // Read from the database, so they cover every instance's queue; left
+        // out when the database did not answer.
+        if let Some((waiting, oldest)) = gauges.mail_waiting {
+            family(
+                &mut out,
+                "auth_mail_waiting",
+                "gauge",
+                "Outbox messages neither sent nor given up on.",
+            );
+            let _ = writeln!(out, "auth_mail_waiting {waiting}");
+            family(
+                &mut out,
+                "auth_mail_oldest_waiting_seconds",
+                "gauge",
+                "Age of the oldest waiting outbox message (0 when none waits).",
+            );
+            let _ = writeln!(out, "auth_mail_oldest_waiting_seconds {oldest}");
+        }
         out
     }
 }
@@ -234,10 +304,15 @@ mod tests {
         m.login("wrong_password");
         m.session_created();
         m.sessions_ended(3);
+        m.mail_queued();
+        m.mail_sent();
+        m.mail_retried();
+        m.mail_retried();
         let text = m.render(&Gauges {
             hash_queue_depth: 2,
             hash_rejections: 1,
             db_connections_in_use: 4,
+            mail_waiting: Some((5, 70)),
         });
         for line in [
             "auth_http_requests_total{route=\"/healthz\",status=\"200\"} 2",
@@ -254,6 +329,12 @@ mod tests {
             "auth_db_connections_in_use 4",
             "auth_sessions_created_total 1",
             "auth_sessions_ended_total 3",
+            "auth_mail_queued_total 1",
+            "auth_mail_sent_total 1",
+            "auth_mail_retries_total 2",
+            "auth_mail_failed_total 0",
+            "auth_mail_waiting 5",
+            "auth_mail_oldest_waiting_seconds 70",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

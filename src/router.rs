@@ -3,7 +3,9 @@
 //!
 //! A path that matches no route answers 404 `not_found`; a known path with an
 //! unsupported method answers 405 `method_not_allowed` with `Allow` listing
-//! what the path supports. Every `Err` a handler returns becomes its
+//! what the path supports. `HEAD` runs the route's `GET` handler (RFC 9110
+//! sections 9.1 and 9.3.2: every GET resource answers HEAD too), so its
+//! status and headers are GET's; the HTTP layer leaves the body out. Every `Err` a handler returns becomes its
 //! problem+json response here, in one place. Here too, every response gets
 //! its CORS headers and is counted in the metrics under its route's pattern.
 
@@ -16,8 +18,9 @@ use std::time::Instant;
 /// A handler: a plain function of the context and the parsed request.
 pub type Handler = fn(&Context, &Request) -> Result<Response, ApiError>;
 
-/// The methods a path supports: its `Allow` value and a handler per method,
-/// and the pattern that names the route in metrics.
+/// The methods a path supports: its `Allow` value (which names HEAD after
+/// GET, as HEAD is served by the GET handler) and a handler per method, and
+/// the pattern that names the route in metrics.
 struct Route {
     pattern: &'static str,
     allow: &'static str,
@@ -37,9 +40,9 @@ fn resolve(path: &str) -> Option<Route> {
         })
     };
     match path {
-        "/healthz" => route("/healthz", "GET", &[("GET", handlers::healthz)]),
-        "/metrics" => route("/metrics", "GET", &[("GET", handlers::metrics_here)]),
-        "/openapi.json" => route("/openapi.json", "GET", &[("GET", handlers::openapi)]),
+        "/healthz" => route("/healthz", "GET, HEAD", &[("GET", handlers::healthz)]),
+        "/metrics" => route("/metrics", "GET, HEAD", &[("GET", handlers::metrics_here)]),
+        "/openapi.json" => route("/openapi.json", "GET, HEAD", &[("GET", handlers::openapi)]),
         "/auth/register" => route("/auth/register", "POST", &[("POST", handlers::register)]),
         "/auth/login" => route("/auth/login", "POST", &[("POST", handlers::login)]),
         "/auth/password" => route(
@@ -60,12 +63,12 @@ fn resolve(path: &str) -> Option<Route> {
         // The page a reset mail links to (HTML, for people; see `pages`).
         "/reset-password" => route(
             "/reset-password",
-            "GET, POST",
+            "GET, HEAD, POST",
             &[("GET", pages::reset_page), ("POST", pages::reset_submit)],
         ),
         "/auth/me" => route(
             "/auth/me",
-            "GET, PATCH, DELETE",
+            "GET, HEAD, PATCH, DELETE",
             &[
                 ("GET", handlers::me),
                 ("PATCH", handlers::update_me),
@@ -78,7 +81,11 @@ fn resolve(path: &str) -> Option<Route> {
             "POST",
             &[("POST", handlers::logout_all)],
         ),
-        "/auth/sessions" => route("/auth/sessions", "GET", &[("GET", handlers::sessions)]),
+        "/auth/sessions" => route(
+            "/auth/sessions",
+            "GET, HEAD",
+            &[("GET", handlers::sessions)],
+        ),
         // Any id shape reaches the handler, which answers 404 for ids that
         // are malformed just as for ids that are unknown.
         p if p.len() > SESSIONS_PREFIX.len() && p.starts_with(SESSIONS_PREFIX) => route(
@@ -113,10 +120,14 @@ pub fn handle(ctx: &Context, request: &Request) -> Response {
 }
 
 fn dispatch(ctx: &Context, request: &Request, route: &Route) -> Result<Response, ApiError> {
+    let method = match request.method.as_str() {
+        "HEAD" => "GET",
+        other => other,
+    };
     let (_, handler) = route
         .methods
         .iter()
-        .find(|(method, _)| *method == request.method)
+        .find(|(routed, _)| *routed == method)
         .ok_or(ApiError::MethodNotAllowed(route.allow))?;
     handler(ctx, request)
 }
@@ -144,10 +155,20 @@ mod tests {
     ];
 
     #[test]
-    fn allow_lists_exactly_the_routed_methods() {
+    fn allow_lists_exactly_the_routed_methods_and_head_with_get() {
         for path in PATHS {
             let route = resolve(path).unwrap();
-            let methods: Vec<&str> = route.methods.iter().map(|(m, _)| *m).collect();
+            let methods: Vec<&str> = route
+                .methods
+                .iter()
+                .flat_map(|(m, _)| {
+                    if *m == "GET" {
+                        vec!["GET", "HEAD"]
+                    } else {
+                        vec![*m]
+                    }
+                })
+                .collect();
             assert_eq!(methods.join(", "), route.allow, "{path}");
         }
         assert!(resolve("/nope").is_none());

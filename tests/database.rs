@@ -5,7 +5,8 @@
 //!   time, and the server-side connections of the instance stay within
 //!   `DB_POOL_MAX` plus a small slack, because the server's own limits end
 //!   each statement before the client gives up on it;
-//! - the purge of expired rows does not stop after one batch;
+//! - the purge of expired rows does not stop after one batch, and takes
+//!   outbox rows past `MAIL_RETENTION_DAYS` too;
 //! - a body with a duplicate member name is refused.
 
 mod common;
@@ -110,20 +111,29 @@ fn the_purge_goes_on_while_a_batch_was_full() {
         )
         .unwrap();
     }
+    // Outbox rows past MAIL_RETENTION_DAYS, and one that is not.
+    for created_at in [1000, 2000, 3000, 4_000_000_000u64] {
+        conn.exec_drop(
+            "INSERT INTO mail_outbox (recipient, subject, body, created_at) VALUES ('a@b.io', 's', '', ?)",
+            (created_at,),
+        )
+        .unwrap();
+    }
     // The purge runs at start-up.
     let server = Server::builder().db(&db).start();
     assert!(
-        server.wait_for_log("\"sessions\":2505", Duration::from_secs(10)),
+        server.wait_for_log("\"sessions\":2508", Duration::from_secs(10)),
         "{}",
         server.log()
     );
-    let left: (u64, u64) = conn
+    let left: (u64, u64, u64) = conn
         .query_first(
-            "SELECT (SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM password_resets)",
+            "SELECT (SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM password_resets),
+                    (SELECT COUNT(*) FROM mail_outbox)",
         )
         .unwrap()
         .unwrap();
-    assert_eq!(left, (0, 0));
+    assert_eq!(left, (0, 0, 1));
 }
 
 #[test]

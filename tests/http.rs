@@ -28,7 +28,7 @@ fn healthz_and_the_shape_of_every_response() {
 
     let wrong = server.request("DELETE", "/healthz", &[], "");
     wrong.assert_problem(405, "method_not_allowed");
-    assert_eq!(wrong.header("allow"), Some("GET"));
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
 
     // A sane client-supplied request id is echoed; an unsafe one is replaced.
     let echoed = server.request("GET", "/healthz", &[("X-Request-Id", "trace-abc.123")], "");

@@ -1423,8 +1423,8 @@ fn cors_answers_preflights_and_marks_responses_for_allowed_origins_only() {
     for (path, method, methods) in [
         (LOGIN, "POST", vec!["POST"]),
         (REGISTER, "POST", vec!["POST"]),
-        (ME, "PATCH", vec!["GET", "PATCH", "DELETE"]),
-        ("/auth/sessions", "GET", vec!["GET"]),
+        (ME, "PATCH", vec!["GET", "HEAD", "PATCH", "DELETE"]),
+        ("/auth/sessions", "GET", vec!["GET", "HEAD"]),
         (session, "DELETE", vec!["DELETE"]),
     ] {
         for origin in [ALLOWED, ALLOWED_LOCAL] {

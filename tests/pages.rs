@@ -13,6 +13,7 @@
 //!   differing and a weak password bring the form back in words, before any
 //!   hashing and without touching the token; a used or expired link says
 //!   so; both endpoints share one rate limit and one token;
+//! - `HEAD` answers the page's headers without its body, and uses nothing up;
 //! - bad requests: missing fields, a wrong Content-Type, duplicate fields,
 //!   garbled escapes, a body over the limit, other methods;
 //! - reflected input is escaped or not reflected at all;
@@ -357,6 +358,59 @@ fn the_page_spends_the_same_rate_limit_as_the_api() {
 }
 
 #[test]
+fn head_answers_the_pages_headers_without_a_body_and_uses_nothing_up() {
+    use std::io::Read;
+    let server = Server::start();
+    let email = "head@example.com";
+    let id = register(&server, email, GOOD);
+    let token = token_for(&server, email);
+    let get = server.get(&page_of(&token));
+
+    // HEAD, then a GET on the same connection: what follows the HEAD's head
+    // must be the second answer, so the HEAD carried no body.
+    let mut client = server.connect();
+    client.send(
+        format!(
+            "HEAD {} HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            page_of(&token)
+        )
+        .as_bytes(),
+    );
+    let mut raw = Vec::new();
+    let _ = client.stream.read_to_end(&mut raw);
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut fields);
+    let Ok(httparse::Status::Complete(len)) = head.parse(&raw) else {
+        panic!("no head in {:?}", String::from_utf8_lossy(&raw));
+    };
+    assert_eq!(head.code, Some(200));
+    let field = |name: &str| {
+        head.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+    };
+    for name in [
+        "content-type",
+        "content-security-policy",
+        "referrer-policy",
+        "cache-control",
+        "x-content-type-options",
+        "content-length",
+    ] {
+        assert_eq!(field(name).as_deref(), get.header(name), "{name}");
+    }
+    assert!(
+        raw[len..].starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&raw[len..])
+    );
+    assert_eq!(token_used_at(&server, id), vec![None]);
+    assert_page(&submit(&server, &token, NEW, NEW), 200);
+}
+
+#[test]
 fn bad_requests_get_a_400_page_in_words_and_use_nothing_up() {
     let server = Server::start();
     let email = "bad@example.com";
@@ -459,7 +513,7 @@ fn bad_requests_get_a_400_page_in_words_and_use_nothing_up() {
     for method in ["PUT", "DELETE", "PATCH"] {
         let reply = server.request(method, PAGE, &[("Content-Type", FORM)], &good);
         reply.assert_problem(405, "method_not_allowed");
-        assert_eq!(reply.header("allow"), Some("GET, POST"));
+        assert_eq!(reply.header("allow"), Some("GET, HEAD, POST"));
     }
 
     assert_eq!(token_used_at(&server, id), vec![None]);

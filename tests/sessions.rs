@@ -837,11 +837,11 @@ fn wrong_methods_on_session_paths_are_405() {
     for method in ["DELETE", "POST"] {
         let reply = bearer(&server, method, "/auth/sessions", &token);
         reply.assert_problem(405, "method_not_allowed");
-        assert_eq!(reply.header("allow"), Some("GET"), "{method}");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method}");
     }
     let reply = bearer(&server, "POST", "/auth/me", &token);
     reply.assert_problem(405, "method_not_allowed");
-    assert_eq!(reply.header("allow"), Some("GET, PATCH, DELETE"));
+    assert_eq!(reply.header("allow"), Some("GET, HEAD, PATCH, DELETE"));
 
     // None of that ended the session.
     assert_live(&server, &token, alice);

@@ -25,6 +25,8 @@ pub struct Mail {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
+    /// HTML body, the same message.
+    pub html: String,
 }
 
 /// The kind of a mail request and of the outbox rows it makes.
@@ -168,11 +170,12 @@ impl Db {
             )?;
             let mail = compose(&email);
             tx.exec_drop(
-                "INSERT INTO mail_outbox (user_id, kind, recipient, subject, body, created_at)
-                 VALUES (:uid, :kind, :recipient, :subject, :body, :now)",
+                "INSERT INTO mail_outbox (user_id, kind, recipient, subject, body, html, created_at)
+                 VALUES (:uid, :kind, :recipient, :subject, :body, :html, :now)",
                 params! {
                     "uid" => user_id, "kind" => PASSWORD_RESET, "recipient" => &mail.recipient,
-                    "subject" => &mail.subject, "body" => &mail.body, "now" => now,
+                    "subject" => &mail.subject, "body" => &mail.body, "html" => &mail.html,
+                    "now" => now,
                 },
             )?;
             Ok(Resolved::Queued { user_id })

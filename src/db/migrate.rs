@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_mail_requests.sql",
         sql: include_str!("../../sql/0006_mail_requests.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_mail_delivery.sql",
+        sql: include_str!("../../sql/0007_mail_delivery.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

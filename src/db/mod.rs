@@ -17,7 +17,8 @@
 //! |---|---|
 //! | `users.rs` | accounts: create, find, change email, delete, import |
 //! | `passwords.rs` | new passwords and using reset tokens |
-//! | `mail.rs` | mail requests, reset tokens with their message, the outbox |
+//! | `mail.rs` | mail requests, and reset tokens with their message |
+//! | `outbox.rs` | the courier's claims on outbox rows and their outcome |
 //! | `sessions.rs` | login sessions |
 //! | `lockout.rs` | failure counts of the brute-force lockout |
 //! | `tx.rs` | *shared:* transactions, and rerunning them after a conflict |
@@ -29,6 +30,7 @@ mod failure;
 mod lockout;
 mod mail;
 mod migrate;
+mod outbox;
 mod passwords;
 mod pool;
 mod sessions;
@@ -39,6 +41,7 @@ pub use failure::{DbError, StartupError};
 
 pub use mail::{Mail, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
 pub use migrate::{MIGRATIONS, MigrateError, Migration};
+pub use outbox::{Backlog, Outgoing};
 pub use passwords::Reset;
 pub use pool::{PING_AFTER_IDLE, Pool, PoolError};
 pub use sessions::Session;

@@ -42,6 +42,12 @@ pub fn metrics(ctx: &Context, _request: &Request) -> Result<Response, ApiError> 
         hash_queue_depth: ctx.hash_gate.queue_depth(),
         hash_rejections: ctx.hash_gate.rejections(),
         db_connections_in_use: ctx.db.connections_in_use(),
+        mail_waiting: ctx.db.mail_backlog().ok().map(|b| {
+            (
+                b.waiting,
+                b.oldest.map_or(0, |t| ctx.now().saturating_sub(t)),
+            )
+        }),
     });
     let mut response = Response::empty(200);
     response.body = text.into_bytes();

@@ -72,8 +72,8 @@ pub fn end_session(ctx: &Context, request: &Request) -> Result<Response, ApiErro
     Ok(Response::empty(204))
 }
 
-/// Deletes every session and reset token that has expired, in batches;
-/// returns how many rows went.
+/// Deletes every session and reset token that has expired, and outbox rows
+/// older than `MAIL_RETENTION_DAYS`, in batches; returns how many rows went.
 /// Run by a background thread every [`PURGE_INTERVAL`] so the sessions table
 /// holds only live sessions plus at most that much expired backlog.
 pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> {
@@ -83,9 +83,16 @@ pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> 
         let now = ctx.now();
         let sessions = ctx.db.purge_expired_sessions(now, BATCH)?;
         let resets = ctx.db.purge_expired_resets(now, BATCH)?;
-        total += sessions + resets;
-        // A full batch of either means more may be left.
-        if sessions < u64::from(BATCH) && resets < u64::from(BATCH) {
+        let retention = ctx.config.mail.retention_days * 86_400;
+        let mails = ctx
+            .db
+            .purge_old_mail(now.saturating_sub(retention), BATCH)?;
+        total += sessions + resets + mails;
+        // A full batch of any means more may be left.
+        if [sessions, resets, mails]
+            .iter()
+            .all(|n| *n < u64::from(BATCH))
+        {
             return Ok(total);
         }
     }

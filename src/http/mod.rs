@@ -19,24 +19,30 @@
 //! - **Fixed limits.** Head at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`]
 //!   fields (431); body at most [`MAX_BODY`] bytes (413, and the connection
 //!   closes without reading the rest); chunked bodies are decoded under the
-//!   same limit.
-//! - **No ambiguous framing.** `Content-Length` together with
-//!   `Transfer-Encoding`, differing `Content-Length`s, or a transfer coding
-//!   other than `chunked` answer 400 and close: the shapes behind request
-//!   smuggling.
+//!   same limit (`chunked.rs`).
+//! - **No ambiguous framing.** `Content-Length` (even empty) together with
+//!   `Transfer-Encoding`, differing or empty `Content-Length`s, a transfer
+//!   coding other than `chunked`, and chunked framing off the RFC grammar by
+//!   one byte (a bare LF, a size line without digits) answer 400 and close:
+//!   the shapes behind request smuggling (`head.rs`, `chunked.rs`).
 //! - **Panics are contained.** A handler that panics answers 500 and the
 //!   connection thread carries on.
 //!
 //! The server speaks HTTP/1.0 and 1.1 keep-alive, answers pipelined requests
-//! in order, honours `Expect: 100-continue`, and always sends `Date` and
-//! `Content-Length`. It does not do TLS (put a reverse proxy in front), HTTP/2,
+//! in order, honours `Expect: 100-continue` (and ignores `Expect` on
+//! HTTP/1.0, which predates it), answers `HEAD` without a body, and always
+//! sends `Date`, and `Content-Length` except on 204 and 304. It does not do TLS (put a reverse proxy in front), HTTP/2,
 //! or response streaming: every body here is a small JSON document.
 
+mod chunked;
+mod head;
 mod parse;
+mod request;
+mod request_id;
 mod response;
 mod server;
 
-pub use parse::{Request, Version};
+pub use request::{Request, Version};
 pub use response::{Response, reason_phrase};
 pub use server::{Limits, Shutdown, bind, serve};
 

@@ -4,7 +4,8 @@
 //! server sends is a small JSON document, so there is no streaming, and the
 //! whole response goes out in one `write_all` (one syscall, no Nagle stalls).
 //! The writer adds `Date`, `Content-Length` and `Connection` itself, so no
-//! handler can forget them or send them twice.
+//! handler can forget them or send them twice, and it alone decides whether
+//! a body goes out at all (not for `HEAD`, 204 or 304).
 
 use serde::Serialize;
 
@@ -69,18 +70,33 @@ impl Response {
     }
 
     /// Serialises the response into `out`; `keep_alive` decides the
-    /// `Connection` header and `date` is the `Date` header's value.
-    pub(crate) fn write_into(&self, out: &mut Vec<u8>, keep_alive: bool, date: &str) {
+    /// `Connection` header, `date` is the `Date` header's value, and
+    /// `to_head` says it answers a `HEAD` request.
+    ///
+    /// The body and its framing follow RFC 9110 sections 6.4.1 and 8.6: a
+    /// 1xx, 204 or 304 response has neither a body nor `Content-Length`,
+    /// whatever `body` holds; an answer to `HEAD` has the `Content-Length`
+    /// of the body it would have sent to `GET`, and no body.
+    pub(crate) fn write_into(
+        &self,
+        out: &mut Vec<u8>,
+        keep_alive: bool,
+        date: &str,
+        to_head: bool,
+    ) {
         use std::io::Write;
+        let bodiless = matches!(self.status, 100..=199 | 204 | 304);
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
-            "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {} {}\r\nDate: {}\r\n",
             self.status,
             reason_phrase(self.status),
             date,
-            self.body.len()
         );
+        if !bodiless {
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        }
         out.extend_from_slice(if keep_alive {
             b"Connection: keep-alive\r\n"
         } else {
@@ -96,7 +112,9 @@ impl Response {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if !bodiless && !to_head {
+            out.extend_from_slice(&self.body);
+        }
     }
 }
 
@@ -137,13 +155,41 @@ mod tests {
         let mut r = Response::json(200, &serde_json::json!({"status": "ok"}));
         r.set_header("X-Evil", "a\r\nSet-Cookie: x=1");
         let mut out = Vec::new();
-        r.write_into(&mut out, true, "Thu, 01 Jan 1970 00:00:00 GMT");
+        r.write_into(&mut out, true, "Thu, 01 Jan 1970 00:00:00 GMT", false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"));
         assert!(text.contains("\r\nContent-Length: 15\r\n"));
         assert!(text.contains("\r\nConnection: keep-alive\r\n"));
         assert!(text.contains("\r\nX-Evil: aSet-Cookie: x=1\r\n"));
         assert!(text.ends_with("\r\n\r\n{\"status\":\"ok\"}"));
+    }
+
+    fn written(r: &Response, to_head: bool) -> String {
+        let mut out = Vec::new();
+        r.write_into(&mut out, true, "Thu, 01 Jan 1970 00:00:00 GMT", to_head);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn head_answers_keep_the_length_and_drop_the_body() {
+        let r = Response::json(405, &serde_json::json!({"code": "x"}));
+        let text = written(&r, true);
+        assert!(text.contains("\r\nContent-Length: 12\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert_eq!(written(&r, false), format!("{text}{{\"code\":\"x\"}}"));
+    }
+
+    #[test]
+    fn no_content_has_no_length_and_no_body() {
+        for status in [204, 304, 101] {
+            let mut r = Response::empty(status);
+            r.body = b"stray".to_vec();
+            for to_head in [false, true] {
+                let text = written(&r, to_head);
+                assert!(!text.contains("Content-Length"), "{text}");
+                assert!(text.ends_with("\r\n\r\n"), "{text}");
+            }
+        }
     }
 
     #[test]

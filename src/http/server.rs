@@ -38,7 +38,9 @@
 //! bounded before parsing; hashing runs on threads of its own
 //! ([`crate::limits::HashGate`]).
 
-use super::parse::{Request, read_request};
+use super::parse::read_request;
+use super::request::Request;
+use super::request_id::RequestIds;
 use super::response::Response;
 use crate::error::ApiError;
 use crate::log;
@@ -404,10 +406,13 @@ fn refuse(mut stream: TcpStream, request_id: &str) {
     let mut out = Vec::with_capacity(512);
     let mut response = ApiError::Overloaded.to_response(request_id);
     response.set_header("X-Request-Id", request_id);
+    // Unread, the request might be a HEAD; this answer closes the
+    // connection, so a body the client does not expect harms nothing.
     response.write_into(
         &mut out,
         false,
         &crate::time::http_date(crate::time::unix_now()),
+        false,
     );
     let _ = stream.write_all(&out);
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -441,29 +446,31 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
             return;
         }
         let stopping = shared.shutdown.is_stopping();
-        let (response, keep_alive) = match read {
+        let (response, keep_alive, to_head) = match read {
             Ok(None) => return,
             Ok(Some(mut request)) => {
-                request.request_id = shared.ids.for_request(&request);
+                request.request_id = shared.ids.for_client(request.header("x-request-id"));
                 let mut response = respond(shared, &request);
                 response.set_header("X-Request-Id", request.request_id.as_str());
                 let keep_alive =
                     request.keep_alive && !response.close && !shared.shutdown.is_stopping();
-                (response, keep_alive)
+                (response, keep_alive, request.method == "HEAD")
             }
-            // Cut off mid-request by the shutdown: refuse it before it starts.
-            Err(_) if stopping => {
-                let request_id = shared.ids.next();
-                let mut response = ApiError::Overloaded.to_response(&request_id);
-                response.set_header("X-Request-Id", request_id);
-                (response, false)
-            }
-            Err(error) => {
-                let request_id = shared.ids.next();
-                log_rejected(&error, peer.ip(), &request_id);
+            // Every other answer names the request as the client did, when
+            // its head got far enough to say.
+            Err(rejected) => {
+                let request_id = shared.ids.for_client(rejected.client_request_id.as_deref());
+                // Cut off mid-request by the shutdown: refuse it before it
+                // starts.
+                let error = if stopping {
+                    ApiError::Overloaded
+                } else {
+                    log_rejected(&rejected.error, peer.ip(), &request_id);
+                    rejected.error
+                };
                 let mut response = error.to_response(&request_id);
                 response.set_header("X-Request-Id", request_id);
-                (response, false)
+                (response, false, rejected.head)
             }
         };
         out.clear();
@@ -471,6 +478,7 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
             &mut out,
             keep_alive,
             &crate::time::http_date(crate::time::unix_now()),
+            to_head,
         );
         if stream.write_all(&out).is_err() {
             return;
@@ -559,70 +567,9 @@ fn linger_close(mut stream: &TcpStream) {
     }
 }
 
-/// Request ids: the client's `X-Request-Id` when it is a sane token (1 to 128
-/// visible ASCII characters), otherwise a process-unique id made of a random
-/// per-process prefix and a counter, which is cheaper than fresh randomness
-/// per request and still unique across restarts and instances.
-struct RequestIds {
-    prefix: String,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        let mut seed = [0u8; 6];
-        // Without OS randomness the ids are still unique within the process.
-        let _ = getrandom::fill(&mut seed);
-        let prefix = seed.iter().map(|b| format!("{b:02x}")).collect();
-        RequestIds {
-            prefix,
-            counter: AtomicU64::new(1),
-        }
-    }
-
-    fn next(&self) -> String {
-        format!(
-            "{}-{}",
-            self.prefix,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    fn for_request(&self, request: &Request) -> String {
-        match request.header("x-request-id") {
-            Some(id) if is_sane_request_id(id) => id.to_string(),
-            _ => self.next(),
-        }
-    }
-}
-
-/// 1 to 128 visible ASCII characters (no spaces or controls), so the id is
-/// safe to echo in headers and logs.
-fn is_sane_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert!(is_sane_request_id("abc-123_XYZ.~"));
-        assert!(!is_sane_request_id(""));
-        assert!(!is_sane_request_id("has space"));
-        assert!(!is_sane_request_id(&"a".repeat(129)));
-        assert!(is_sane_request_id(&"a".repeat(128)));
-        assert!(!is_sane_request_id("é"));
-        let ids = RequestIds::new();
-        assert_ne!(ids.next(), ids.next());
-        let mut r = Request::for_tests("GET", "/");
-        r.headers
-            .push(("x-request-id".into(), b"client-id-1".to_vec()));
-        assert_eq!(ids.for_request(&r), "client-id-1");
-        r.headers[0].1 = b"bad id".to_vec();
-        assert_ne!(ids.for_request(&r), "bad id");
-    }
 
     fn tracked(waiting_since: u64) -> Tracked {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

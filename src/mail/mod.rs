@@ -1,31 +1,73 @@
-//! The mail worker: a background thread in every instance that turns mail
-//! requests into messages in the outbox.
+//! Mail: from a request that needs a message to the message leaving over
+//! SMTP, in two background threads of every instance.
 //!
-//! A request that needs account mail (today: `forgot`) only records a
-//! `mail_requests` row and wakes this thread, so the request does the same
-//! work whether or not the address has an account. The worker resolves each
-//! request in one transaction (see `db/mail.rs`): the account's row is
-//! locked, the request taken, and for an account outside its cooldown a
-//! reset token is created and its message queued to the address the account
-//! has now. With several instances each worker takes a request at most once
-//! (deleting it is the claim), so a request is resolved exactly once.
+//! 1. **The resolver** (this file). A request that needs account mail
+//!    (today: `forgot`) only records a `mail_requests` row and wakes this
+//!    thread, so the request does the same work whether or not the address
+//!    has an account. The resolver handles each request in one transaction
+//!    (see `db/mail.rs`): the account's row is locked, the request taken,
+//!    and for an account outside its cooldown a reset token is created and
+//!    its message queued in `mail_outbox` to the address the account has
+//!    now. Deleting the request is the claim, so with several instances a
+//!    request is resolved exactly once.
+//! 2. **The courier** (`courier.rs`), when `SMTP_URL` is set, delivers the
+//!    outbox through the relay (`smtp.rs`), with leases, retries and a cap
+//!    per recipient. Without `SMTP_URL` the outbox waits for an external
+//!    mailer, as the transactional outbox always allowed.
 //!
-//! A request on this instance wakes the worker at once ([`Wakeup`]);
-//! requests recorded by other instances are found by polling every
+//! Work queued on this instance wakes the thread that does it at once
+//! ([`Wakeup`]), so a reset mail leaves within about a second; work queued
+//! by other instances, and retries that come due, are found by polling every
 //! `MAIL_POLL_MS`.
 
+mod courier;
 mod messages;
+pub mod smtp;
+
+pub use courier::{Courier, backoff};
 
 use crate::context::Context;
 use crate::db::{DbError, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
 use crate::{log, secret};
+use lettre::message::Mailbox;
+use smtp::Relay;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// Requests resolved per database round.
 const BATCH: u32 = 100;
 
-/// Wakes the mail worker: set by a request, waited on by the worker.
+/// The `MAIL_*` and `SMTP_*` settings (see the README's table).
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `SMTP_URL` (or `SMTP_URL_FILE`): the relay; `None` leaves the outbox
+    /// to an external mailer.
+    pub relay: Option<Relay>,
+    /// `SMTP_CA_FILE`: a PEM CA trusted besides the compiled-in roots.
+    pub ca: Option<Vec<u8>>,
+    /// `MAIL_FROM`: the sender; required with `SMTP_URL`.
+    pub from: Option<Mailbox>,
+    /// `MAIL_TIMEOUT_MS`: bound on connect, TLS handshake and each command.
+    pub timeout: Duration,
+    /// `MAIL_POLL_MS`: how often the threads look for work from elsewhere.
+    pub poll: Duration,
+    /// `MAIL_LEASE_SECONDS`: how long a courier's claim on a message lasts.
+    pub lease: u64,
+    /// `MAIL_RETRY_BASE_SECONDS`: the first pause after a temporary failure.
+    pub retry_base: u64,
+    /// `MAIL_MAX_ATTEMPTS`: tries before a message is given up on.
+    pub max_attempts: u32,
+    /// `MAIL_MAX_PER_RECIPIENT_PER_HOUR`: most messages sent to one address
+    /// in an hour, whatever queued them.
+    pub max_per_recipient_per_hour: u64,
+    /// `MAIL_RECIPIENT_COOLDOWN_SECONDS`: at most one reset mail per account
+    /// in this many seconds (0: no limit).
+    pub recipient_cooldown: u64,
+    /// `MAIL_RETENTION_DAYS`: outbox rows older than this are deleted.
+    pub retention_days: u64,
+}
+
+/// Wakes a mail thread: set by whoever queued work, waited on by the thread.
 #[derive(Default)]
 pub struct Wakeup {
     pending: Mutex<bool>,
@@ -33,7 +75,7 @@ pub struct Wakeup {
 }
 
 impl Wakeup {
-    /// Tells the worker there is work; never blocks.
+    /// Tells the thread there is work; never blocks.
     pub fn wake(&self) {
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.signal.notify_one();
@@ -50,11 +92,11 @@ impl Wakeup {
     }
 }
 
-/// The worker's loop; runs for the life of the process. It starts with a
+/// The resolver's loop; runs for the life of the process. It starts with a
 /// wait, so start-up itself makes no database work beyond the migrations.
-pub fn run(ctx: &Context) {
+pub fn run_resolver(ctx: &Context) {
     loop {
-        ctx.mail.wait(ctx.config.mail_poll);
+        ctx.mail.wait(ctx.config.mail.poll);
         loop {
             match resolve_requests(ctx) {
                 // A full batch: there may be more.
@@ -96,10 +138,11 @@ fn resolve_reset(ctx: &Context, request: &MailRequest) -> Result<(), DbError> {
     let link = format!("{}?token={token}", ctx.config.reset_url_base);
     let policy = ResetPolicy {
         token_ttl: ctx.config.reset_token_ttl,
-        cooldown: ctx.config.mail_recipient_cooldown,
+        cooldown: ctx.config.mail.recipient_cooldown,
         max_live_tokens: ctx.config.reset_max_live_tokens,
     };
-    let compose = |email: &str| messages::password_reset(email, &link, ctx.config.reset_token_ttl);
+    let (app, ttl) = (&ctx.config.app_name, ctx.config.reset_token_ttl);
+    let compose = |email: &str| messages::password_reset(app, email, &link, ttl);
     let resolved = ctx.db.resolve_reset_request(
         request,
         &secret::sha256(&token),
@@ -109,7 +152,9 @@ fn resolve_reset(ctx: &Context, request: &MailRequest) -> Result<(), DbError> {
     )?;
     match resolved {
         Resolved::Queued { user_id } => {
-            log::info("password reset mail queued", &[("user_id", user_id.into())])
+            ctx.metrics.mail_queued();
+            ctx.courier.wake();
+            log::info("password reset mail queued", &[("user_id", user_id.into())]);
         }
         Resolved::CoolingDown => {
             log::debug("password reset mail within cooldown; none queued", &[])
@@ -117,4 +162,9 @@ fn resolve_reset(ctx: &Context, request: &MailRequest) -> Result<(), DbError> {
         Resolved::NoAccount | Resolved::Taken => {}
     }
     Ok(())
+}
+
+/// The courier's loop, for the binary to run on a thread of its own.
+pub fn run_courier(ctx: &Context, courier: &Courier) {
+    courier::run(ctx, courier)
 }

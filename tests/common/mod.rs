@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
