@@ -21,8 +21,9 @@
 #                     inside single quotes as above. The token is read from
 #                     the link's `?token=`, whether the body's newlines are
 #                     real or escaped as `\n` (mysql -N). Unset: the reset
-#                     happy path, reuse and the cooldown of reset mail, and
-#                     the reset lifting a lockout print one skip line.
+#                     happy path, reuse and the cooldown of reset mail, the
+#                     reset page's form, and the reset lifting a lockout
+#                     print one skip line.
 #   EXPECT_SHORT_TTL  1 = the server runs with TOKEN_TTL_SECONDS<=2: check that
 #                     tokens expire (token_expired). Tokens then die too fast for
 #                     the sections that keep one for several requests, so those
@@ -39,7 +40,8 @@
 #                     bucket of 100 at the default 600 requests a minute).
 #
 # The server's rate limiter counts POSTs to register, login, password,
-# password/forgot and password/reset per client address. The script stays
+# password/forgot, password/reset and the reset page's form
+# (/reset-password) per client address. The script stays
 # well under the default burst of 100 until its last check, which floods
 # /auth/login with an unknown email (no hashing) until a 429 rate_limited,
 # then sleeps RATE_LIMIT_RECOVERY_SECONDS so the bucket refills. Lockout
@@ -383,6 +385,60 @@ auth_json() {
     local method=$1 path=$2 token=$3 json=$4
     printf '%s' "$json" >"$TMP/request"
     auth "$method" "$path" "$token" -H 'Content-Type: application/json' --data-binary @"$TMP/request"
+}
+
+# post_form PATH NAME VALUE [NAME VALUE...]: POSTs an HTML form as a
+# browser does (application/x-www-form-urlencoded, built by curl's
+# --data-urlencode). Each value goes through a file, so passwords and
+# tokens stay off the process list.
+post_form() {
+    local path=$1 i=0
+    local args=()
+    shift
+    while (($# >= 2)); do
+        printf '%s' "$2" >"$TMP/field$i"
+        args+=(--data-urlencode "$1@$TMP/field$i")
+        i=$((i + 1))
+        shift 2
+    done
+    req POST "$path" "${args[@]}"
+}
+
+# check_page STATUS DESC: the last response is an HTML page with this status
+# and every header an HTML response carries: Content-Type text/html in
+# UTF-8, a Content-Security-Policy that allows only the page's own style
+# (by its hash), Referrer-Policy no-referrer, Cache-Control no-store and
+# X-Content-Type-Options nosniff. One line for all of them.
+CSP_PATTERN="^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/]{43}='; form-action 'self'; frame-ancestors 'none'; base-uri 'none'\$"
+check_page() {
+    local want=$1 desc=$2 ctype csp referrer cache sniff
+    ctype=$(header Content-Type)
+    csp=$(header Content-Security-Policy)
+    referrer=$(header Referrer-Policy)
+    cache=$(header Cache-Control)
+    sniff=$(header X-Content-Type-Options)
+    if [[ $STATUS != "$want" ]]; then
+        fail "$desc" "status $want" "$(got)"
+    elif [[ $ctype != "text/html; charset=utf-8" ]]; then
+        fail "$desc" "Content-Type text/html; charset=utf-8" "Content-Type '$ctype'"
+    elif [[ ! $csp =~ $CSP_PATTERN ]]; then
+        fail "$desc" "Content-Security-Policy $CSP_PATTERN" "'$csp'"
+    elif [[ $referrer != no-referrer || $cache != no-store || $sniff != nosniff ]]; then
+        fail "$desc" "Referrer-Policy no-referrer, Cache-Control no-store, X-Content-Type-Options nosniff" \
+            "'$referrer', '$cache', '$sniff'"
+    else
+        pass "$desc"
+    fi
+}
+
+# check_body_has DESC TEXT: the last body contains TEXT (which must not be
+# a secret: it is printed on failure).
+check_body_has() {
+    if [[ $BODY == *"$2"* ]]; then
+        pass "$1"
+    else
+        fail "$1" "a body containing '$2'" "$(got)"
+    fi
 }
 
 # check_retry_after DESC: the last response has Retry-After in whole
@@ -764,6 +820,32 @@ req POST /auth/password/reset -H 'Content-Type: text/plain' --data-binary '{}'
 check_problem 415 unsupported_media_type "reset with Content-Type text/plain is 415 unsupported_media_type"
 
 # ---------------------------------------------------------------------------
+# The reset page (GET and POST /reset-password): what needs no mailed token
+# ---------------------------------------------------------------------------
+
+req GET /reset-password
+check_page 400 "GET /reset-password without a token is a 400 HTML page with the security headers"
+check_body_has "the page without a token says the link is incomplete" "This link is incomplete"
+req GET "/reset-password?token=$UNKNOWN_RESET"
+check_page 400 "GET /reset-password with an unknown token is a 400 HTML page"
+check_body_has "the page for an unknown token says the link no longer works" "This link no longer works"
+post_form /reset-password token "$UNKNOWN_RESET" new_password "Reg-new-pass-$RUN_ID-u" confirm_password "Reg-new-pass-$RUN_ID-u"
+check_page 400 "POST /reset-password with an unknown token is a 400 HTML page"
+check_body_has "the form with an unknown token says the link no longer works" "This link no longer works"
+post_form /reset-password token "$UNKNOWN_RESET" new_password "Reg-new-pass-$RUN_ID-u"
+check_page 400 "POST /reset-password without confirm_password is a 400 HTML page"
+check_body_has "the page names the missing field" "missing its &quot;confirm_password&quot; field"
+post_form /reset-password token "$UNKNOWN_RESET" token "$UNKNOWN_RESET" new_password "Reg-new-pass-$RUN_ID-u" confirm_password "Reg-new-pass-$RUN_ID-u"
+check_page 400 "POST /reset-password with the token field twice is a 400 HTML page"
+check_body_has "the page says a field is duplicated" "more than once"
+post_json /reset-password "$(obj token "$UNKNOWN_RESET" new_password "Reg-new-pass-$RUN_ID-u" confirm_password "Reg-new-pass-$RUN_ID-u")"
+check_page 400 "POST /reset-password with a JSON body is a 400 HTML page, not problem+json"
+check_body_has "the page says the form was not sent as a form" "not sent as an HTML form"
+req PUT /reset-password
+check_problem 405 method_not_allowed "PUT /reset-password is 405 method_not_allowed"
+check_header "PUT /reset-password lists Allow: GET, HEAD, POST" Allow "GET, HEAD, POST"
+
+# ---------------------------------------------------------------------------
 # Token-lifetime sections: need a token to stay valid for a few seconds
 # ---------------------------------------------------------------------------
 
@@ -1088,6 +1170,56 @@ section_reset() {
         "$first" "$RESET_TOKEN"
 }
 
+# section_reset_page: the page a reset mail links to, with the mailed token:
+# opening it twice changes nothing, the two fields must agree, a weak
+# password is refused in words, the form resets the password, and the used
+# link says so. Its own user, so the reset user's cooldown is not in the way.
+section_reset_page() {
+    local email_p pass_p new_p token
+    email_p=$(email page)
+    pass_p="Reg-pass-$RUN_ID-p"
+    new_p="Reg-new-pass-$RUN_ID-p"
+    register_ok "register the reset page user" "$email_p" "$pass_p"
+    post_json /auth/password/forgot "$(obj email "$email_p")"
+    check_status 202 "forgot for the reset page user is 202"
+    reset_token_for "the newest mail to the reset page user has a reset link" "$email_p" || return
+    token=$RESET_TOKEN
+
+    req GET "/reset-password?token=$token"
+    check_page 200 "GET /reset-password with the mailed token is a 200 HTML page with the security headers"
+    check_body_has "the page has a form posting next to itself" '<form method="post" action="reset-password"'
+    check_body_has "the page asks for the new password with autocomplete=new-password" 'autocomplete="new-password"'
+    if [[ $BODY == *"name=\"token\" value=\"$token\""* ]]; then
+        pass "the page carries the token in a hidden field"
+    else
+        fail "the page carries the token in a hidden field" "the mailed token in the form" "another page"
+    fi
+    req GET "/reset-password?token=$token"
+    check_page 200 "opening the page again still shows the form: a GET does not use the token up"
+
+    post_form /reset-password token "$token" new_password "$new_p" confirm_password "$new_p-typo"
+    check_page 422 "the form with two different passwords is a 422 HTML page"
+    check_body_has "the page says the two passwords differ" "The two passwords are not the same."
+    post_form /reset-password token "$token" new_password "password" confirm_password "password"
+    check_page 422 "the form with the password 'password' is a 422 HTML page"
+    check_body_has "the page gives the rule's words" "This password is too common"
+    login "$email_p" "$pass_p"
+    check_status 200 "a rejected form leaves the old password working"
+
+    post_form /reset-password token "$token" new_password "$new_p" confirm_password "$new_p"
+    check_page 200 "the form with the mailed token and a good password is a 200 HTML page"
+    check_body_has "the page says the password is changed" "Your password is changed"
+    login "$email_p" "$pass_p"
+    check_problem 401 wrong_password "after the form the old password is 401 wrong_password"
+    login "$email_p" "$new_p"
+    check_status 200 "after the form the new password logs in over the API"
+    post_form /reset-password token "$token" new_password "$new_p-again" confirm_password "$new_p-again"
+    check_page 400 "the form with the used token is a 400 HTML page"
+    check_body_has "the page says the used link no longer works" "This link no longer works"
+    req GET "/reset-password?token=$token"
+    check_page 400 "the page of the used link is a 400 HTML page"
+}
+
 if [[ $SHORT_TTL == 1 ]]; then
     skip "GET /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "sessions checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
@@ -1096,7 +1228,7 @@ if [[ $SHORT_TTL == 1 ]]; then
     skip "PATCH /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "DELETE /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     if [[ -n $RESET_MAIL ]]; then
-        skip "password reset with a mailed token (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+        skip "password reset with a mailed token, by the API and by the page (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     fi
 else
     section_me
@@ -1107,10 +1239,11 @@ else
     section_delete_me
     if [[ -n $RESET_MAIL ]]; then
         section_reset
+        section_reset_page
     fi
 fi
 if [[ -z $RESET_MAIL ]]; then
-    skip "password reset with a mailed token (success, revoked sessions, reuse, cooldown, lifting a lockout): the token is only in the mail_outbox table; set RESET_MAIL_COMMAND to a command printing the newest outbox body for recipient \$1, e.g. RESET_MAIL_COMMAND='mysql -h127.0.0.1 -uroot auth -N -e \"SELECT body FROM mail_outbox WHERE recipient=\\\"\$1\\\" ORDER BY id DESC LIMIT 1\"' (docker compose: see the header of regression.sh)"
+    skip "password reset with a mailed token (success, revoked sessions, reuse, cooldown, lifting a lockout, the reset page's form): the token is only in the mail_outbox table; set RESET_MAIL_COMMAND to a command printing the newest outbox body for recipient \$1, e.g. RESET_MAIL_COMMAND='mysql -h127.0.0.1 -uroot auth -N -e \"SELECT body FROM mail_outbox WHERE recipient=\\\"\$1\\\" ORDER BY id DESC LIMIT 1\"' (docker compose: see the header of regression.sh)"
 fi
 
 # ---------------------------------------------------------------------------

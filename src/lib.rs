@@ -16,6 +16,7 @@
 //! | [`router`] | method and path to handler |
 //! | [`context`] | what handlers and workers share: settings, database, defences |
 //! | [`handlers`] | the endpoints' rules, one file per area of the API |
+//! | [`pages`] | the HTML pages that mailed links open (the password reset form) |
 //! | [`error`] | every failure's status, code and problem+json body |
 //! | [`db`] | the connection pool, migrations and every SQL statement, one file per area |
 //! | [`mail`] | the mail resolver (requests to outbox) and the SMTP courier (outbox to relay) |
@@ -48,6 +49,7 @@ pub mod limits;
 pub mod log;
 pub mod mail;
 pub mod metrics;
+pub mod pages;
 pub mod password;
 pub mod router;
 pub mod secret;

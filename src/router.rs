@@ -12,6 +12,7 @@
 use crate::error::ApiError;
 use crate::handlers::{self, Context};
 use crate::http::{Request, Response};
+use crate::pages;
 use std::time::Instant;
 
 /// A handler: a plain function of the context and the parsed request.
@@ -58,6 +59,12 @@ fn resolve(path: &str) -> Option<Route> {
             "/auth/password/reset",
             "POST",
             &[("POST", handlers::reset_password)],
+        ),
+        // The page a reset mail links to (HTML, for people; see `pages`).
+        "/reset-password" => route(
+            "/reset-password",
+            "GET, HEAD, POST",
+            &[("GET", pages::reset_page), ("POST", pages::reset_submit)],
         ),
         "/auth/me" => route(
             "/auth/me",
@@ -139,6 +146,7 @@ mod tests {
         "/auth/password",
         "/auth/password/forgot",
         "/auth/password/reset",
+        "/reset-password",
         "/auth/me",
         "/auth/logout",
         "/auth/logout-all",

@@ -18,7 +18,7 @@
 //! |---|---|
 //! | `account.rs` | register, `GET`/`PATCH`/`DELETE /auth/me` |
 //! | `login.rs` | log in |
-//! | `password.rs` | change, forget and reset a password |
+//! | `password.rs` | change, forget and reset a password (the reset's rules also serve the reset page) |
 //! | `sessions.rs` | log out, list and end sessions, purge expired ones |
 //! | `ops.rs` | health, metrics, the API description |
 //! | `auth.rs` | *shared:* the bearer token check |
@@ -37,7 +37,7 @@ mod sessions;
 pub use account::{delete_me, me, register, update_me};
 pub use login::login;
 pub use ops::{healthz, metrics, metrics_here, openapi};
-pub use password::{change_password, forgot_password, reset_password};
+pub use password::{change_password, forgot_password, reset_password, reset_with_token};
 pub use sessions::{
     PURGE_INTERVAL, end_session, logout, logout_all, purge_expired_sessions, sessions,
 };
@@ -48,8 +48,10 @@ use crate::error::ApiError;
 use crate::http::Request;
 use std::time::Instant;
 
-/// Spends one request of the client address's rate-limit bucket.
-pub(super) fn rate_limit(ctx: &Context, request: &Request) -> Result<(), ApiError> {
+/// Spends one request of the client address's rate-limit bucket. Also
+/// spent by the HTML page that resets a password (`crate::pages`), so a
+/// form post costs what a JSON request costs.
+pub(crate) fn rate_limit(ctx: &Context, request: &Request) -> Result<(), ApiError> {
     let client = crate::limits::bucket_of(ctx.client_ip(request));
     ctx.rate_limiter
         .check(client, Instant::now())

@@ -79,6 +79,25 @@ pub fn reset_password(ctx: &Context, request: &Request) -> Result<Response, ApiE
     let body = json_object(request)?;
     let token = string_member(&body, "token")?;
     let new_password = string_member(&body, "new_password")?;
+    reset_with_token(ctx, token, new_password)?;
+    Ok(Response::empty(204))
+}
+
+/// The rules of a password reset, whatever form the request came in: the
+/// JSON endpoint above and the HTML page (`crate::pages`) both call this,
+/// after spending the client address's rate limit and reading their body,
+/// so the two cannot drift apart.
+///
+/// In order: the token must be live (known, unused, unexpired, not
+/// retired: else `InvalidResetToken`); the password must pass
+/// [`password::check_strength`] for the account's email (else
+/// `WeakPassword` with the rule's sentence); the account's rate limit is
+/// spent (`RateLimited`); the password is hashed under the hashing gate
+/// (`Overloaded`); then one transaction uses up the token, sets the hash,
+/// ends every session and clears the lockout (`InvalidResetToken` if the
+/// token was used or voided meanwhile). Nothing is written unless all of it
+/// succeeds.
+pub fn reset_with_token(ctx: &Context, token: &str, new_password: &str) -> Result<(), ApiError> {
     // The lookup is by the token's SHA-256, so timing reveals nothing
     // about a real token's bytes.
     let token_hash = sha256(token);
@@ -98,7 +117,7 @@ pub fn reset_password(ctx: &Context, request: &Request) -> Result<Response, ApiE
         Some(ended) => {
             ctx.metrics.sessions_ended(ended);
             log::info("password reset", &[("user_id", reset.user.id.into())]);
-            Ok(Response::empty(204))
+            Ok(())
         }
         None => Err(ApiError::InvalidResetToken),
     }
