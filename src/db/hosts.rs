@@ -54,7 +54,9 @@ pub fn parse(url: &str) -> Result<Vec<Opts>, String> {
         match opts.get_db_name() {
             Some(name) if !name.is_empty() => {}
             _ => {
-                return Err("must name a database: mysql://user:password@host:port/database".into());
+                return Err(
+                    "must name a database: mysql://user:password@host:port/database".into(),
+                );
             }
         }
         all.push(opts);

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -699,6 +700,15 @@ pub fn wait_for_mail(server: &Server, recipient: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A TCP port that was free a moment ago, for a server whose address must
+/// be known before it starts (its `PUBLIC_URL`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 /// Waits (up to 5 s) until the mail worker has resolved every pending mail
