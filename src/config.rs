@@ -83,6 +83,15 @@ pub struct Config {
     pub reset_max_live_tokens: u32,
     /// The `MAIL_*` and `SMTP_*` settings: cooldown, polling, the relay.
     pub mail: MailConfig,
+    /// `VERIFY_TOKEN_TTL_SECONDS`: how long a link that proves an address
+    /// (verification, or confirming a move to a new one) works.
+    pub verify_token_ttl: u64,
+    /// `REQUIRE_VERIFIED_EMAIL`: a login with the right password for an
+    /// unverified address answers 403 and creates no session.
+    pub require_verified_email: bool,
+    /// `HIDE_ACCOUNT_EXISTENCE`: login, registration and password change
+    /// answer alike, in code and in time, whether an address has an account.
+    pub hide_account_existence: bool,
     /// `CORS_ALLOWED_ORIGINS`: origins browser pages may call from.
     pub cors: Cors,
     /// `METRICS_BIND_ADDR`: serve `/metrics` there instead of on `BIND_ADDR`.
@@ -119,6 +128,9 @@ impl fmt::Debug for Config {
             .field("reset_token_ttl", &self.reset_token_ttl)
             .field("reset_max_live_tokens", &self.reset_max_live_tokens)
             .field("mail", &self.mail)
+            .field("verify_token_ttl", &self.verify_token_ttl)
+            .field("require_verified_email", &self.require_verified_email)
+            .field("hide_account_existence", &self.hide_account_existence)
             .field("cors", &self.cors)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -212,6 +224,10 @@ impl Config {
             reset_token_ttl: vars.number("RESET_TOKEN_TTL_SECONDS", 900, 1, 86_400)? as u64,
             reset_max_live_tokens: vars.number("RESET_MAX_LIVE_TOKENS", 3, 1, 100)? as u32,
             mail: mail_config(&vars)?,
+            verify_token_ttl: vars.number("VERIFY_TOKEN_TTL_SECONDS", 86_400, 60, 30 * 86_400)?
+                as u64,
+            require_verified_email: vars.flag("REQUIRE_VERIFIED_EMAIL")?,
+            hide_account_existence: vars.flag("HIDE_ACCOUNT_EXISTENCE")?,
             cors: Cors::parse(&vars.get("CORS_ALLOWED_ORIGINS").unwrap_or_default()).ok_or(ConfigError {
                 variable: "CORS_ALLOWED_ORIGINS",
                 reason: "must be comma-separated origins such as https://app.example.com (no paths, no *)".into(),
@@ -357,6 +373,18 @@ impl Vars<'_> {
                 variable: name,
                 reason: format!("must be a whole number from {min} to {max}"),
             })
+    }
+
+    /// `true` or `false` (also `1`/`0`, `yes`/`no`, any case); unset is false.
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(_) => Err(ConfigError {
+                variable: name,
+                reason: "must be true or false".into(),
+            }),
+        }
     }
 
     fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {

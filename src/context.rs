@@ -32,14 +32,25 @@ pub struct Context {
     pub mail: Wakeup,
     /// Wakes the courier when a message was queued.
     pub courier: Wakeup,
+    /// With `HIDE_ACCOUNT_EXISTENCE`: a hash of a random password, made with
+    /// the current parameters, to verify against for unknown addresses.
+    pub decoy_hash: Option<String>,
 }
 
 impl Context {
     /// A context whose gate and limiters follow `config`. Fails only if the
-    /// hashing threads cannot be started.
+    /// hashing threads cannot be started, or the decoy hash made.
     pub fn new(config: Config, db: Db) -> std::io::Result<Context> {
         let (per_minute, burst) = (config.rate_limit_per_minute, config.rate_limit_burst);
+        let decoy_hash = if config.hide_account_existence {
+            let random =
+                crate::secret::token().map_err(|_| std::io::Error::other("no randomness"))?;
+            Some(config.hasher.hash(&random).map_err(std::io::Error::other)?)
+        } else {
+            None
+        };
         Ok(Context {
+            decoy_hash,
             hash_gate: HashGate::new(config.hash_concurrency, config.hash_queue_timeout)?,
             rate_limiter: RateLimiter::new(per_minute, burst),
             account_limiter: RateLimiter::new(per_minute, burst),

@@ -82,6 +82,18 @@ pub enum ApiError {
 
     /// 400 `invalid_reset_token`: unknown, used or expired reset token.
     InvalidResetToken,
+    /// 400 `invalid_verification_token`: unknown, used or expired link that
+    /// proves an address.
+    InvalidVerificationToken,
+    /// 400 `invalid_confirmation_token`: unknown, used, expired or
+    /// superseded link that confirms a move to a new address.
+    InvalidConfirmationToken,
+    /// 403 `email_not_verified`: the right password, but the address is not
+    /// verified and `REQUIRE_VERIFIED_EMAIL` is on.
+    EmailNotVerified,
+    /// 401 `invalid_credentials`: the email or the password is wrong (with
+    /// `HIDE_ACCOUNT_EXISTENCE`, which does not say which).
+    InvalidCredentials,
     /// 429 `too_many_attempts`: the account is locked after too many wrong
     /// passwords; carries the seconds until the lock lifts.
     TooManyAttempts(u64),
@@ -117,12 +129,16 @@ impl ApiError {
             ApiError::MalformedJson
             | ApiError::MissingField(_)
             | ApiError::InvalidField(_)
-            | ApiError::InvalidResetToken => 400,
+            | ApiError::InvalidResetToken
+            | ApiError::InvalidVerificationToken
+            | ApiError::InvalidConfirmationToken => 400,
+            ApiError::EmailNotVerified => 403,
             ApiError::InvalidEmail(_) | ApiError::WeakPassword(_) => 422,
             ApiError::EmailTaken => 409,
             ApiError::TooManyAttempts(_) | ApiError::RateLimited(_) => 429,
             ApiError::UnknownEmail => 404,
             ApiError::WrongPassword
+            | ApiError::InvalidCredentials
             | ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::TokenExpired
@@ -153,6 +169,10 @@ impl ApiError {
             ApiError::UnknownEmail => "unknown_email",
             ApiError::WrongPassword => "wrong_password",
             ApiError::InvalidResetToken => "invalid_reset_token",
+            ApiError::InvalidVerificationToken => "invalid_verification_token",
+            ApiError::InvalidConfirmationToken => "invalid_confirmation_token",
+            ApiError::EmailNotVerified => "email_not_verified",
+            ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::TooManyAttempts(_) => "too_many_attempts",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::MissingToken => "missing_token",
@@ -198,6 +218,16 @@ impl ApiError {
             ApiError::InvalidResetToken => {
                 "The reset token is unknown, used or expired; request a new one.".into()
             }
+            ApiError::InvalidVerificationToken => {
+                "The verification link is unknown, used or expired; request a new one.".into()
+            }
+            ApiError::InvalidConfirmationToken => {
+                "The confirmation link is unknown, used, expired or replaced by a newer one.".into()
+            }
+            ApiError::EmailNotVerified => {
+                "The email address is not verified yet; use the link mailed to it.".into()
+            }
+            ApiError::InvalidCredentials => "The email or the password is wrong.".into(),
             ApiError::TooManyAttempts(secs) => {
                 format!("Too many wrong passwords for this account; try again in {secs} s.")
             }
@@ -251,7 +281,7 @@ impl ApiError {
             ApiError::TooManyAttempts(secs) | ApiError::RateLimited(secs) => {
                 response.set_header("Retry-After", secs.to_string())
             }
-            ApiError::MissingToken | ApiError::WrongPassword => {
+            ApiError::MissingToken | ApiError::WrongPassword | ApiError::InvalidCredentials => {
                 response.set_header("WWW-Authenticate", "Bearer")
             }
             ApiError::InvalidToken | ApiError::TokenExpired | ApiError::TokenRevoked => {
@@ -308,6 +338,10 @@ mod tests {
             ApiError::UnknownEmail,
             ApiError::WrongPassword,
             ApiError::InvalidResetToken,
+            ApiError::InvalidVerificationToken,
+            ApiError::InvalidConfirmationToken,
+            ApiError::EmailNotVerified,
+            ApiError::InvalidCredentials,
             ApiError::TooManyAttempts(1),
             ApiError::RateLimited(1),
             ApiError::MissingToken,

@@ -8,7 +8,8 @@
 //! A hash made elsewhere was made without this server's `PASSWORD_PEPPER`:
 //! with a pepper set, such rows are marked, verified without the pepper, and
 //! rehashed with it at the first login, so imported users are not locked out.
-//! Blank lines are skipped.
+//! `"email_verified": true` marks the address as proven (the default is
+//! unverified, as for a new registration). Blank lines are skipped.
 //!
 //! Every line is validated first and each bad one is reported with its line
 //! number and reason; the good ones are inserted in batches, one transaction
@@ -44,9 +45,17 @@ pub struct Summary {
 }
 
 /// One line as read, before hashing.
-enum Entry {
-    Plain { address: Address, password: String },
-    Hashed { address: Address, hash: String },
+struct Entry {
+    address: Address,
+    secret: Secret,
+    /// `"email_verified": true` on the line: the address counts as proven.
+    verified: bool,
+}
+
+/// A line's password, as given.
+enum Secret {
+    Plain(String),
+    Hashed(String),
 }
 
 /// Parses and validates one line; `Err` is the reason to report.
@@ -61,15 +70,22 @@ fn parse_line(line: &str, hasher: &password::Hasher) -> Result<Entry, String> {
         None => return Err("\"email\" is missing".into()),
     };
     let address = email::normalize(raw_email).map_err(|e| format!("invalid email: {e}"))?;
+    let verified = match obj.get("email_verified") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("\"email_verified\" must be true or false".into()),
+    };
+    let entry = |secret| Entry {
+        address: address.clone(),
+        secret,
+        verified,
+    };
     match (obj.get("password"), obj.get("password_hash")) {
         (Some(_), Some(_)) => Err("give \"password\" or \"password_hash\", not both".into()),
         (Some(Value::String(plain)), None) => {
             password::check_strength(plain, &address.email)
                 .map_err(|e| format!("weak password: {e}"))?;
-            Ok(Entry::Plain {
-                address,
-                password: plain.clone(),
-            })
+            Ok(entry(Secret::Plain(plain.clone())))
         }
         (None, Some(Value::String(hash))) => {
             // A hash is accepted only if it parses as Argon2 and verifies as
@@ -77,10 +93,7 @@ fn parse_line(line: &str, hasher: &password::Hasher) -> Result<Entry, String> {
             if !hash.starts_with("$argon2") || hasher.verify("\u{0}", hash).is_err() {
                 return Err("\"password_hash\" is not an Argon2 PHC string".into());
             }
-            Ok(Entry::Hashed {
-                address,
-                hash: hash.clone(),
-            })
+            Ok(entry(Secret::Hashed(hash.clone())))
         }
         (Some(_), None) => Err("\"password\" must be a string".into()),
         (None, Some(_)) => Err("\"password_hash\" must be a string".into()),
@@ -112,11 +125,8 @@ pub fn run(
         match parse_line(&line, &config.hasher) {
             Err(reason) => summary.rejected.push((number, reason)),
             Ok(entry) => {
-                let key = match &entry {
-                    Entry::Plain { address, .. } | Entry::Hashed { address, .. } => address.key,
-                };
                 // A repeat within the file is a duplicate like an existing row.
-                if seen.insert(key) {
+                if seen.insert(entry.address.key) {
                     pending.push((number, entry));
                 } else {
                     summary.existing += 1;
@@ -163,21 +173,23 @@ fn flush(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(number, entry)| match entry {
-                            Entry::Hashed { address, hash } => Ok(Import {
-                                address: address.clone(),
-                                password_hash: hash.clone(),
-                                unpeppered: config.hasher.has_pepper(),
-                            }),
-                            Entry::Plain { address, password } => config
-                                .hasher
-                                .hash(password)
-                                .map(|password_hash| Import {
-                                    address: address.clone(),
-                                    password_hash,
-                                    unpeppered: false,
-                                })
-                                .map_err(|e| (*number, format!("hashing failed: {e}"))),
+                        .map(|(number, entry)| {
+                            let (password_hash, unpeppered) = match &entry.secret {
+                                Secret::Hashed(hash) => (hash.clone(), config.hasher.has_pepper()),
+                                Secret::Plain(password) => {
+                                    let hash = config
+                                        .hasher
+                                        .hash(password)
+                                        .map_err(|e| (*number, format!("hashing failed: {e}")))?;
+                                    (hash, false)
+                                }
+                            };
+                            Ok(Import {
+                                address: entry.address.clone(),
+                                password_hash,
+                                unpeppered,
+                                email_verified: entry.verified,
+                            })
                         })
                         .collect::<Vec<_>>()
                 })
@@ -267,7 +279,7 @@ mod tests {
         let hash = h.hash("long enough pw").unwrap();
         let line = format!(r#"{{"email": "A@B.io", "password_hash": "{hash}"}}"#);
         assert!(
-            matches!(parse_line(&line, &h), Ok(Entry::Hashed { address, .. }) if address.email == "a@b.io")
+            matches!(parse_line(&line, &h), Ok(Entry { address, secret: Secret::Hashed(_), .. }) if address.email == "a@b.io")
         );
     }
 }

@@ -526,8 +526,12 @@ mod tests {
             let gate = Arc::clone(&gate);
             std::thread::spawn(move || gate.acquire().is_some())
         };
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(gate.queue_depth(), 1);
+        // Wait for the waiter to queue (a loaded machine may take a while).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gate.queue_depth() != 1 {
+            assert!(Instant::now() < deadline, "the waiter never queued");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         drop(a);
         assert!(waiter.join().unwrap());
     }

@@ -66,6 +66,35 @@ fn resolve(path: &str) -> Option<Route> {
             "GET, HEAD, POST",
             &[("GET", pages::reset_page), ("POST", pages::reset_submit)],
         ),
+        "/auth/email/verify" => route(
+            "/auth/email/verify",
+            "POST",
+            &[("POST", handlers::verify_email)],
+        ),
+        "/auth/email/verify/resend" => route(
+            "/auth/email/verify/resend",
+            "POST",
+            &[("POST", handlers::resend_verification)],
+        ),
+        "/auth/email/confirm" => route(
+            "/auth/email/confirm",
+            "POST",
+            &[("POST", handlers::confirm_email_change)],
+        ),
+        // The pages the verification and confirmation mails link to.
+        "/verify-email" => route(
+            "/verify-email",
+            "GET, HEAD, POST",
+            &[("GET", pages::verify_page), ("POST", pages::verify_submit)],
+        ),
+        "/confirm-email" => route(
+            "/confirm-email",
+            "GET, HEAD, POST",
+            &[
+                ("GET", pages::confirm_page),
+                ("POST", pages::confirm_submit),
+            ],
+        ),
         "/auth/me" => route(
             "/auth/me",
             "GET, HEAD, PATCH, DELETE",
@@ -147,6 +176,11 @@ mod tests {
         "/auth/password/forgot",
         "/auth/password/reset",
         "/reset-password",
+        "/auth/email/verify",
+        "/auth/email/verify/resend",
+        "/auth/email/confirm",
+        "/verify-email",
+        "/confirm-email",
         "/auth/me",
         "/auth/logout",
         "/auth/logout-all",

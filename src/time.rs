@@ -103,9 +103,32 @@ pub fn http_date(unix: u64) -> String {
     )
 }
 
+/// A number of seconds as people say it: "15 minutes", "1 hour", "30
+/// seconds"; the largest unit that divides it exactly.
+pub fn duration_in_words(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} {unit}{plural}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(duration_in_words(900), "15 minutes");
+        assert_eq!(duration_in_words(3600), "1 hour");
+        assert_eq!(duration_in_words(86_400), "24 hours");
+        assert_eq!(duration_in_words(90), "90 seconds");
+        assert_eq!(duration_in_words(60), "1 minute");
+        assert_eq!(duration_in_words(1), "1 second");
+        assert_eq!(duration_in_words(0), "0 seconds");
+    }
 
     #[test]
     fn epoch_and_known_dates() {

@@ -151,8 +151,16 @@ fn assert_registered(reply: &Reply, expected_email: &str) -> Value {
     let body = reply.json();
     assert_eq!(keys(&body), ["user"], "body: {body}");
     let user = body["user"].clone();
-    assert_eq!(keys(&user), ["created_at", "email", "id"], "user: {user}");
+    assert_eq!(
+        keys(&user),
+        ["created_at", "email", "email_verified", "id"],
+        "user: {user}"
+    );
     assert!(user["id"].as_u64().is_some_and(|id| id > 0), "id: {user}");
+    assert_eq!(
+        user["email_verified"], false,
+        "a new address is unverified: {user}"
+    );
     assert_eq!(user["email"], expected_email);
     let created = parse_utc(user["created_at"].as_str().unwrap());
     assert_near(created, unix_now(), 10, "created_at");
@@ -610,7 +618,7 @@ fn register_rejects_bad_bodies() {
         extra.to_string().as_bytes(),
     );
     let user = assert_registered(&reply, "battery@example.com");
-    assert_eq!(keys(&user), ["created_at", "email", "id"]);
+    assert_eq!(keys(&user), ["created_at", "email", "email_verified", "id"]);
     let reply = post_raw(
         &server,
         REGISTER,
@@ -955,6 +963,7 @@ fn users_row(server: &Server) -> std::collections::BTreeMap<String, String> {
                 mysql::Value::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                 mysql::Value::Int(n) => n.to_string(),
                 mysql::Value::UInt(n) => n.to_string(),
+                mysql::Value::NULL => "NULL".to_string(),
                 other => panic!(
                     "column {} has an unexpected value {other:?}",
                     column.name_str()
@@ -974,6 +983,7 @@ fn check_row(row: &std::collections::BTreeMap<String, String>, id: u64, secrets:
             "created_at",
             "email",
             "email_key",
+            "email_verified_at",
             "id",
             "password_hash",
             "password_unpeppered",

@@ -29,7 +29,7 @@ fn a_password_reset_from_the_mailed_link_in_a_browser() {
         &json!({"email": "walt@example.com"}),
     );
     assert_eq!(reply.status, 202);
-    let link = smtp.mail_to("walt@example.com").link();
+    let link = smtp.reset_mail("walt@example.com").link();
     assert!(
         link.starts_with(&format!("http://127.0.0.1:{port}/reset-password?token=")),
         "{link}"

@@ -129,7 +129,7 @@ fn user_row(server: &Server, id: u64) -> Option<UserRow> {
         .unwrap()
 }
 
-/// One queued mail: (id, recipient, subject, body, created_at, sent_at).
+/// One queued reset mail: (id, recipient, subject, body, created_at, sent_at).
 type Mail = (u64, String, String, String, u64, Option<u64>);
 
 fn outbox(server: &Server) -> Vec<Mail> {
@@ -138,7 +138,7 @@ fn outbox(server: &Server) -> Vec<Mail> {
         .conn()
         .query(
             "SELECT id, recipient, subject, body, created_at, sent_at \
-             FROM mail_outbox ORDER BY id",
+             FROM mail_outbox WHERE kind = 'password_reset' ORDER BY id",
         )
         .unwrap()
 }
@@ -625,9 +625,24 @@ fn patch_me_changes_the_email() {
     let token = login(&server, "heidi@example.com", GOOD);
 
     let reply = patch_me(&server, &token, "Heidi.New@Example.COM", GOOD);
+    assert_eq!(reply.status, 202, "{}", text(&reply));
+    assert_eq!(
+        reply.json(),
+        json!({"status": "pending", "email": "heidi.new@example.com"})
+    );
+    // Nothing moved yet: the new address must prove itself first.
+    assert_eq!(
+        me(&server, &token).json()["user"]["email"],
+        "heidi@example.com"
+    );
+    let body = common::wait_for_mail_of(&server, "heidi.new@example.com", "confirm_email_change");
+    let start = body.find("/confirm-email?token=").unwrap() + "/confirm-email?token=".len();
+    let confirm: String = body[start..].chars().take(43).collect();
+    let reply = server.json("POST", "/auth/email/confirm", &json!({"token": confirm}));
     assert_eq!(reply.status, 200, "{}", text(&reply));
     let user = &reply.json()["user"];
     assert_eq!(user["email"], "heidi.new@example.com");
+    assert_eq!(user["email_verified"], true);
     assert_eq!(user["id"], id);
 
     // The session goes on, under the new email.

@@ -30,8 +30,8 @@ fn reset(server: &Server, token: &str) -> u16 {
         .status
 }
 
-/// The outbox row for `recipient`: (sent_at, failed_at, attempts,
-/// last_error, body, html).
+/// The newest outbox row of `kind` for `recipient`: (sent_at, failed_at,
+/// attempts, last_error, body, html).
 type Row = (
     Option<u64>,
     Option<u64>,
@@ -41,16 +41,22 @@ type Row = (
     Option<String>,
 );
 
-fn outbox_row(server: &Server, recipient: &str) -> Option<Row> {
+fn row_of(server: &Server, recipient: &str, kind: &str) -> Option<Row> {
     server
         .db
         .conn()
         .exec_first(
             "SELECT sent_at, failed_at, attempts, last_error, body, html FROM mail_outbox
-             WHERE recipient = ? ORDER BY id DESC LIMIT 1",
-            (recipient,),
+             WHERE recipient = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+            (recipient, kind),
         )
         .unwrap()
+}
+
+/// The newest reset mail's row for `recipient` (registration queues a
+/// verification mail too; these tests follow the reset mail).
+fn outbox_row(server: &Server, recipient: &str) -> Option<Row> {
+    row_of(server, recipient, "password_reset")
 }
 
 /// Waits up to `within` until `done` holds for the newest row to `recipient`.
@@ -95,7 +101,7 @@ fn a_reset_mail_arrives_within_seconds_looks_right_and_its_link_works_once() {
     register(&server, "ada@example.com", GOOD);
     let asked = Instant::now();
     forgot(&server, "ADA@example.com");
-    let mail = smtp.mail_to("ada@example.com");
+    let mail = smtp.reset_mail("ada@example.com");
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(5), "the mail took {took:?}");
 
@@ -119,7 +125,7 @@ fn a_reset_mail_arrives_within_seconds_looks_right_and_its_link_works_once() {
     let id = server
         .db
         .conn()
-        .query_first::<u64, _>("SELECT id FROM mail_outbox")
+        .query_first::<u64, _>("SELECT id FROM mail_outbox WHERE kind = 'password_reset'")
         .unwrap()
         .unwrap();
     assert!(
@@ -147,11 +153,16 @@ fn a_reset_mail_arrives_within_seconds_looks_right_and_its_link_works_once() {
     assert_eq!(attempts, 1);
     assert_eq!((body.as_str(), html.as_deref()), ("", Some("")));
 
+    // The verification mail of the registration, and the reset mail.
+    assert_eq!(metric(&server, "auth_mail_sent_total"), 2.0);
+    assert_eq!(metric(&server, "auth_mail_queued_total"), 2.0);
     assert_eq!(reset(&server, &token), 204);
     assert_eq!(reset(&server, &token), 400);
     assert!(!server.log().contains(&token), "the token reached the log");
-    assert_eq!(metric(&server, "auth_mail_sent_total"), 1.0);
-    assert_eq!(metric(&server, "auth_mail_queued_total"), 1.0);
+    // And the notice that the password was reset, which carries no link.
+    let notice = smtp.mail_with("ada@example.com", "with a reset link");
+    assert!(!notice.text.contains("token="), "{}", notice.text);
+    assert_eq!(metric(&server, "auth_mail_queued_total"), 3.0);
 }
 
 #[test]
@@ -159,6 +170,7 @@ fn an_smtp_outage_loses_nothing_and_the_backlog_shows_in_the_metrics() {
     let mut smtp = SmtpServer::start(Options::default());
     let server = Server::builder().mail_to(&smtp).start();
     register(&server, "bob@example.com", GOOD);
+    smtp.mail_with("bob@example.com", "/verify-email");
     smtp.stop();
     forgot(&server, "bob@example.com");
     // Tried and failed at least once, and waiting.
@@ -173,13 +185,14 @@ fn an_smtp_outage_loses_nothing_and_the_backlog_shows_in_the_metrics() {
     assert!(metric(&server, "auth_mail_oldest_waiting_seconds") >= 1.0);
 
     smtp.restart();
-    let mail = smtp.mail_to("bob@example.com");
-    assert_eq!(reset(&server, &mail.token()), 204);
+    let mail = smtp.reset_mail("bob@example.com");
     wait_row(&server, "bob@example.com", Duration::from_secs(5), |r| {
         r.0.is_some()
     });
     assert_eq!(metric(&server, "auth_mail_waiting"), 0.0);
-    assert_eq!(smtp.received().len(), 1);
+    // Nothing was lost or sent twice: the verification and the reset.
+    assert_eq!(smtp.received().len(), 2);
+    assert_eq!(reset(&server, &mail.token()), 204);
 }
 
 #[test]
@@ -193,13 +206,11 @@ fn a_temporary_rejection_is_retried_and_a_permanent_one_is_not() {
     register(&server, "cid@example.com", GOOD);
     register(&server, "gone@example.com", GOOD);
 
-    forgot(&server, "cid@example.com");
-    smtp.mail_to("cid@example.com");
-    let (_, _, attempts, _, _, _) =
-        wait_row(&server, "cid@example.com", Duration::from_secs(5), |r| {
-            r.0.is_some()
-        });
-    assert_eq!(attempts, 2, "one 451, then delivered");
+    // The first message, cid's verification mail, met the 451.
+    smtp.mail_with("cid@example.com", "/verify-email");
+    let verify = row_of(&server, "cid@example.com", "verify_email").unwrap();
+    assert_eq!(verify.2, 2, "one 451, then delivered: {verify:?}");
+    assert!(verify.0.is_some());
 
     forgot(&server, "gone@example.com");
     let (sent, failed, attempts, error, body, _) =
@@ -213,12 +224,15 @@ fn a_temporary_rejection_is_retried_and_a_permanent_one_is_not() {
     // Never tried again.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(outbox_row(&server, "gone@example.com").unwrap().2, 1);
-    assert_eq!(metric(&server, "auth_mail_failed_total"), 1.0);
+    // Its verification mail and its reset mail.
+    assert_eq!(metric(&server, "auth_mail_failed_total"), 2.0);
     assert!(server.log().contains("mail given up"));
 }
 
 #[test]
 fn a_message_whose_courier_died_mid_send_is_delivered_by_another_after_the_lease() {
+    // The relay never answers the first message's DATA: the verification
+    // mail of the registration.
     let smtp = SmtpServer::start(Options {
         stall_first: true,
         ..Options::default()
@@ -229,11 +243,13 @@ fn a_message_whose_courier_died_mid_send_is_delivered_by_another_after_the_lease
         .env("MAIL_TIMEOUT_MS", "60000")
         .start();
     register(&first, "dee@example.com", GOOD);
-    forgot(&first, "dee@example.com");
     // The first courier has claimed it and is stuck in DATA.
-    wait_row(&first, "dee@example.com", Duration::from_secs(5), |r| {
-        r.2 == 1
-    });
+    let verifying = |server: &Server| row_of(server, "dee@example.com", "verify_email");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while verifying(&first).is_none_or(|r| r.2 != 1) {
+        assert!(Instant::now() < deadline, "never claimed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(300));
     let db = std::sync::Arc::clone(&first.db);
     drop(first); // SIGKILL, between claim and mark.
@@ -244,15 +260,20 @@ fn a_message_whose_courier_died_mid_send_is_delivered_by_another_after_the_lease
         .env("MAIL_POLL_MS", "500")
         .start();
     let claimed = Instant::now();
-    let mail = smtp.mail_to("dee@example.com");
+    let mail = smtp.mail_with("dee@example.com", "/verify-email");
     assert!(claimed.elapsed() < Duration::from_secs(15));
-    let (sent, _, attempts, _, _, _) =
-        wait_row(&second, "dee@example.com", Duration::from_secs(5), |r| {
-            r.0.is_some()
-        });
-    assert!(sent.is_some());
-    assert_eq!(attempts, 2);
-    assert_eq!(reset(&second, &mail.token()), 204);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while verifying(&second).is_none_or(|r| r.0.is_none()) {
+        assert!(Instant::now() < deadline, "never marked sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(verifying(&second).unwrap().2, 2, "claimed twice, sent once");
+    let verified = second.json(
+        "POST",
+        "/auth/email/verify",
+        &json!({"token": mail.token()}),
+    );
+    assert_eq!(verified.status, 200, "{}", verified.text());
     assert_eq!(smtp.received().len(), 1);
 }
 
@@ -275,18 +296,22 @@ fn two_instances_on_one_database_send_each_message_once() {
     for (n, email) in emails.iter().enumerate() {
         forgot(if n % 2 == 0 { &first } else { &second }, email);
     }
-    smtp.wait_for(20, Duration::from_secs(20));
+    // A verification mail and a reset mail each.
+    smtp.wait_for(40, Duration::from_secs(30));
     // Give a duplicate every chance to arrive.
     std::thread::sleep(Duration::from_secs(2));
-    let mut recipients: Vec<String> = smtp
+    let mut received: Vec<(String, bool)> = smtp
         .received()
         .into_iter()
-        .flat_map(|m| m.rcpt_tos)
+        .map(|m| (m.rcpt_tos.join(","), m.text.contains("/reset-password")))
         .collect();
-    recipients.sort();
-    let mut expected = emails.clone();
+    received.sort();
+    let mut expected: Vec<(String, bool)> = emails
+        .iter()
+        .flat_map(|e| [(e.clone(), false), (e.clone(), true)])
+        .collect();
     expected.sort();
-    assert_eq!(recipients, expected);
+    assert_eq!(received, expected);
 }
 
 #[test]
@@ -351,7 +376,7 @@ fn implicit_tls_and_a_plaintext_relay_asked_for_by_name_both_deliver() {
             r.0.is_some() || r.3.is_some()
         });
         assert!(sent.0.is_some(), "{:?}: {sent:?}", options.security);
-        let mail = smtp.mail_to("gus@example.com");
+        let mail = smtp.reset_mail("gus@example.com");
         assert_eq!(
             mail.tls,
             options.security == Security::Implicit,
@@ -367,7 +392,7 @@ fn no_address_gets_more_than_the_hourly_cap() {
     let server = Server::builder()
         .mail_to(&smtp)
         .env("MAIL_RECIPIENT_COOLDOWN_SECONDS", "0")
-        .env("MAIL_MAX_PER_RECIPIENT_PER_HOUR", "2")
+        .env("MAIL_MAX_PER_RECIPIENT_PER_HOUR", "3")
         .start();
     register(&server, "hal@example.com", GOOD);
     for _ in 0..4 {
@@ -386,9 +411,10 @@ fn no_address_gets_more_than_the_hourly_cap() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // The verification mail and two reset mails went out; two did not.
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert!(failed[0].contains("MAIL_MAX_PER_RECIPIENT_PER_HOUR"));
-    assert_eq!(smtp.received().len(), 2);
+    assert_eq!(smtp.received().len(), 3);
 }
 
 #[test]

@@ -995,8 +995,18 @@ fn a_whole_account_life_logs_well_formed_lines_and_no_secret() {
         &t4,
         &json!({"email": new_email, "current_password": p3}),
     );
-    assert_eq!(patched.status, 200, "{}", text(&patched));
+    assert_eq!(patched.status, 202, "{}", text(&patched));
     replies.push((patched, "PATCH", ME.into()));
+    let body = common::wait_for_mail_of(&server, new_email, "confirm_email_change");
+    let start = body.find("?token=").expect("no link in the mail") + "?token=".len();
+    let confirm_token: String = body[start..].chars().take(43).collect();
+    let confirmed = server.json(
+        "POST",
+        "/auth/email/confirm",
+        &json!({"token": confirm_token}),
+    );
+    assert_eq!(confirmed.status, 200, "{}", text(&confirmed));
+    replies.push((confirmed, "POST", "/auth/email/confirm".into()));
     let logout = server.json_auth("POST", "/auth/logout", &t4, &json!({}));
     assert_eq!(logout.status, 204, "{}", text(&logout));
     replies.push((logout, "POST", "/auth/logout".into()));
@@ -1026,6 +1036,7 @@ fn a_whole_account_life_logs_well_formed_lines_and_no_secret() {
         ("password 3", p3.into()),
         ("wrong guess", guess.into()),
         ("reset token", reset_token.clone()),
+        ("email confirmation token", confirm_token.clone()),
         ("TOKEN_SECRET", TEST_SECRET.into()),
         ("stored hash", stored_hash.clone()),
     ];

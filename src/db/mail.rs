@@ -1,16 +1,21 @@
-//! Mail requests and the outbox: what the mail worker (`src/mail/`) reads
-//! and writes.
+//! Mail requests and the outbox: what the mail resolver (`src/mail/`) reads
+//! and writes, and the one way any transaction queues a message.
 //!
-//! A request for account mail (today: a password reset) is recorded as a
-//! `mail_requests` row by the request itself, whether or not the address has
-//! an account. [`Db::resolve_reset_request`] then does the real work in one
-//! transaction: it locks the account's row, takes the request (only one
-//! instance can), and if an account has the address and its cooldown
-//! allows, creates the reset token and queues the message to the address
-//! the account has at that moment. Email and password changes lock the same
-//! row and delete pending requests (`forget_requests`), so a token is never
-//! created for an address the account no longer has, or after a new
-//! password that should have voided it.
+//! A request for account mail (a password reset, a new verification link)
+//! is recorded as a `mail_requests` row by the request itself, whether or
+//! not the address has an account. [`Db::resolve_request`] then does the
+//! real work in one transaction: it locks the account's row, takes the
+//! request (only one instance can), and if an account has the address, the
+//! purpose applies to it and its cooldown allows, creates the link's token
+//! and queues the message to the address the account has at that moment.
+//! Email and password changes lock the same row and delete pending requests
+//! (`forget_requests`), so a token is never created for an address the
+//! account no longer has, or after a new password that should have voided
+//! it.
+//!
+//! Every message, here or in any other transaction (a notice of a password
+//! change, say), goes in through [`queue`], in the transaction of the change
+//! it is about: it is sent if and only if the change commits.
 
 use super::{Db, DbError};
 use mysql::params;
@@ -29,15 +34,37 @@ pub struct Mail {
     pub html: String,
 }
 
-/// The kind of a mail request and of the outbox rows it makes.
+/// The kind of a mail request, and of the outbox rows it makes: a
+/// password-reset link.
 pub const PASSWORD_RESET: &str = "password_reset";
+/// A link that proves the account's address.
+pub const VERIFY_EMAIL: &str = "verify_email";
+/// A link, to a new address, that confirms the move to it.
+pub const CONFIRM_EMAIL_CHANGE: &str = "confirm_email_change";
+/// Notices: the security events a user is told of. None carries a link
+/// that does anything.
+pub mod notice {
+    /// To the old address: a move to another was asked for.
+    pub const EMAIL_CHANGE_REQUESTED: &str = "notice_email_change_requested";
+    /// To the old address: the account moved to another.
+    pub const EMAIL_CHANGED: &str = "notice_email_changed";
+    /// The password was changed with the old one.
+    pub const PASSWORD_CHANGED: &str = "notice_password_changed";
+    /// The password was set through a reset link.
+    pub const PASSWORD_RESET: &str = "notice_password_reset";
+    /// The account was deleted.
+    pub const ACCOUNT_DELETED: &str = "notice_account_deleted";
+    /// To an address that has an account: someone tried to register it, or
+    /// to move another account to it (with `HIDE_ACCOUNT_EXISTENCE`).
+    pub const ADDRESS_IN_USE: &str = "notice_address_in_use";
+}
 
-/// A request waiting for the mail worker.
+/// A request waiting for the mail resolver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailRequest {
     /// Its row.
     pub id: u64,
-    /// What it asks for ([`PASSWORD_RESET`]).
+    /// What it asks for ([`PASSWORD_RESET`] or [`VERIFY_EMAIL`]).
     pub kind: String,
     /// The mailbox key of the address it names.
     pub email_key: [u8; 32],
@@ -45,15 +72,15 @@ pub struct MailRequest {
     pub requested_at: u64,
 }
 
-/// The rules a reset request is resolved under.
+/// The rules a request is resolved under.
 #[derive(Debug, Clone, Copy)]
-pub struct ResetPolicy {
-    /// Seconds a reset token works.
+pub struct LinkPolicy {
+    /// Seconds the link works.
     pub token_ttl: u64,
-    /// Seconds between two reset mails to one account (0: no limit).
+    /// Seconds between two mails of this kind to one account (0: no limit).
     pub cooldown: u64,
-    /// Most reset tokens live at once per account; a new one retires the
-    /// oldest beyond this.
+    /// Most links of this kind live at once per account; a new one retires
+    /// the oldest beyond this (1: a new link replaces the others).
     pub max_live_tokens: u32,
 }
 
@@ -65,9 +92,10 @@ pub enum Resolved {
         /// The account it was for.
         user_id: u64,
     },
-    /// No account has the address.
-    NoAccount,
-    /// The account had a reset mail within the cooldown.
+    /// No account has the address, or the request does not apply to it
+    /// (a verification link for an address already verified).
+    NotApplicable,
+    /// The account had a mail of this kind within the cooldown.
     CoolingDown,
     /// Another instance resolved it first.
     Taken,
@@ -122,22 +150,23 @@ impl Db {
         })
     }
 
-    /// Resolves one reset request (see the module docs). `compose` writes
-    /// the message for the account's current address and `token_hash` is
-    /// the SHA-256 of the token in it; both are ready before the
-    /// transaction, which may run more than once.
-    pub fn resolve_reset_request(
+    /// Resolves one request (see the module docs). `compose` writes the
+    /// message for the account's current address and `token_hash` is the
+    /// SHA-256 of the token in it; both are ready before the transaction,
+    /// which may run more than once.
+    pub fn resolve_request(
         &self,
         request: &MailRequest,
         token_hash: &[u8; 32],
-        policy: &ResetPolicy,
+        policy: &LinkPolicy,
         now: u64,
         compose: &dyn Fn(&str) -> Mail,
     ) -> Result<Resolved, DbError> {
+        let kind = request.kind.as_str();
         self.transaction(|tx| {
             // The account's row first, as every change to it does.
-            let account: Option<(u64, String)> = tx.exec_first(
-                "SELECT id, email FROM users WHERE email_key = :key FOR UPDATE",
+            let account: Option<(u64, String, Option<u64>)> = tx.exec_first(
+                "SELECT id, email, email_verified_at FROM users WHERE email_key = :key FOR UPDATE",
                 params! { "key" => &request.email_key[..] },
             )?;
             tx.exec_drop(
@@ -147,45 +176,62 @@ impl Db {
             if tx.affected_rows() != 1 {
                 return Ok(Resolved::Taken);
             }
-            let Some((user_id, email)) = account else {
-                return Ok(Resolved::NoAccount);
+            let Some((user_id, email, verified)) = account else {
+                return Ok(Resolved::NotApplicable);
             };
-            let last: Option<Option<u64>> = tx.exec_first(
-                "SELECT MAX(created_at) FROM mail_outbox WHERE user_id = :uid AND kind = :kind",
-                params! { "uid" => user_id, "kind" => PASSWORD_RESET },
-            )?;
-            if let Some(last) = last.flatten() {
-                if policy.cooldown > 0 && now < last + policy.cooldown {
-                    return Ok(Resolved::CoolingDown);
-                }
+            if kind == VERIFY_EMAIL && verified.is_some() {
+                return Ok(Resolved::NotApplicable);
             }
-            retire_oldest_tokens(tx, user_id, policy.max_live_tokens, now)?;
-            tx.exec_drop(
-                "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
-                 VALUES (:hash, :uid, :now, :expires)",
-                params! {
-                    "hash" => &token_hash[..], "uid" => user_id, "now" => now,
-                    "expires" => now + policy.token_ttl,
-                },
-            )?;
-            let mail = compose(&email);
-            tx.exec_drop(
-                "INSERT INTO mail_outbox (user_id, kind, recipient, subject, body, html, created_at)
-                 VALUES (:uid, :kind, :recipient, :subject, :body, :html, :now)",
-                params! {
-                    "uid" => user_id, "kind" => PASSWORD_RESET, "recipient" => &mail.recipient,
-                    "subject" => &mail.subject, "body" => &mail.body, "html" => &mail.html,
-                    "now" => now,
-                },
-            )?;
+            if cooling_down(tx, user_id, kind, policy.cooldown, now)? {
+                return Ok(Resolved::CoolingDown);
+            }
+            match kind {
+                PASSWORD_RESET => {
+                    retire_oldest_resets(tx, user_id, policy.max_live_tokens, now)?;
+                    tx.exec_drop(
+                        "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
+                         VALUES (:hash, :uid, :now, :expires)",
+                        params! {
+                            "hash" => &token_hash[..], "uid" => user_id, "now" => now,
+                            "expires" => now + policy.token_ttl,
+                        },
+                    )?;
+                }
+                _ => super::email_tokens::replace_verify_token(
+                    tx,
+                    user_id,
+                    token_hash,
+                    now,
+                    now + policy.token_ttl,
+                )?,
+            }
+            queue(tx, Some(user_id), kind, &compose(&email), now)?;
             Ok(Resolved::Queued { user_id })
         })
     }
 }
 
+/// True if the account had a `kind` mail less than `cooldown` seconds ago.
+fn cooling_down(
+    tx: &mut mysql::Transaction<'_>,
+    user_id: u64,
+    kind: &str,
+    cooldown: u64,
+    now: u64,
+) -> mysql::Result<bool> {
+    if cooldown == 0 {
+        return Ok(false);
+    }
+    let last: Option<Option<u64>> = tx.exec_first(
+        "SELECT MAX(created_at) FROM mail_outbox WHERE user_id = :uid AND kind = :kind",
+        params! { "uid" => user_id, "kind" => kind },
+    )?;
+    Ok(last.flatten().is_some_and(|last| now < last + cooldown))
+}
+
 /// Makes room for one more live reset token: deletes the account's oldest
 /// unused, unexpired tokens beyond `max_live - 1`.
-fn retire_oldest_tokens(
+fn retire_oldest_resets(
     tx: &mut mysql::Transaction<'_>,
     user_id: u64,
     max_live: u32,
@@ -205,6 +251,26 @@ fn retire_oldest_tokens(
         )?;
     }
     Ok(())
+}
+
+/// Queues `mail` of `kind` (for the account `user_id`, if any) in the
+/// outbox, inside the transaction of whatever it is about.
+pub(super) fn queue(
+    tx: &mut mysql::Transaction<'_>,
+    user_id: Option<u64>,
+    kind: &str,
+    mail: &Mail,
+    now: u64,
+) -> mysql::Result<()> {
+    tx.exec_drop(
+        "INSERT INTO mail_outbox (user_id, kind, recipient, subject, body, html, created_at)
+         VALUES (:uid, :kind, :recipient, :subject, :body, :html, :now)",
+        params! {
+            "uid" => user_id, "kind" => kind, "recipient" => &mail.recipient,
+            "subject" => &mail.subject, "body" => &mail.body, "html" => &mail.html,
+            "now" => now,
+        },
+    )
 }
 
 /// Inside a transaction that changed an account's address or password, or

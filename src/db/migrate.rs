@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_mail_delivery.sql",
         sql: include_str!("../../sql/0007_mail_delivery.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_email_verification.sql",
+        sql: include_str!("../../sql/0008_email_verification.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

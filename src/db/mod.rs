@@ -17,7 +17,8 @@
 //! |---|---|
 //! | `users.rs` | accounts: create, find, change email, delete, import |
 //! | `passwords.rs` | new passwords and using reset tokens |
-//! | `mail.rs` | mail requests, and reset tokens with their message |
+//! | `mail.rs` | mail requests, reset tokens with their message, queueing any message |
+//! | `email_tokens.rs` | links that verify an address or confirm a move to a new one |
 //! | `outbox.rs` | the courier's claims on outbox rows and their outcome |
 //! | `sessions.rs` | login sessions |
 //! | `lockout.rs` | failure counts of the brute-force lockout |
@@ -28,6 +29,7 @@
 //! | `node.rs` | each new connection's limits, readiness check and causal reads |
 //! | `migrate.rs` | schema migrations |
 
+mod email_tokens;
 mod failure;
 mod hosts;
 mod lockout;
@@ -45,8 +47,12 @@ pub use failure::{DbError, StartupError};
 pub use hosts::parse as parse_url;
 pub use node::CausalReads;
 
+pub use email_tokens::{Confirmed, EmailChangeRequest, Verification};
 pub use lockout::Attempt;
-pub use mail::{Mail, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
+pub use mail::{
+    CONFIRM_EMAIL_CHANGE, LinkPolicy, Mail, MailRequest, PASSWORD_RESET, Resolved, VERIFY_EMAIL,
+    notice,
+};
 pub use migrate::{MIGRATIONS, MigrateError, Migration};
 pub use outbox::{Backlog, Outgoing};
 pub use passwords::Reset;

@@ -7,6 +7,8 @@
 //! account: a token is either created before the new password (and voided
 //! by it) or requested after it.
 
+use super::mail::{self, Mail};
+use super::users::USER_COLUMNS;
 use super::{Db, DbError, User};
 use mysql::params;
 use mysql::prelude::Queryable;
@@ -21,18 +23,20 @@ pub struct Reset {
 impl Db {
     /// Sets a new password hash, if the current one is still `verified_hash`,
     /// and ends what the old password opened (see
-    /// `end_everything_after_new_password`), in one transaction. `Some`
-    /// with the number of sessions ended, or `None` if the hash had changed
-    /// meanwhile (nothing written).
+    /// `end_everything_after_new_password`), with the notice `notice` writes
+    /// for the account's address, in one transaction. `Some` with the number
+    /// of sessions ended, or `None` if the hash had changed meanwhile
+    /// (nothing written).
     pub fn change_password(
         &self,
         user_id: u64,
         verified_hash: &str,
         new_hash: &str,
         now: u64,
+        notice: &dyn Fn(&str) -> Mail,
     ) -> Result<Option<u64>, DbError> {
         self.transaction(|tx| {
-            let key = lock_account(tx, user_id)?;
+            let (key, email) = lock_account(tx, user_id)?;
             tx.exec_drop(
                 "UPDATE users SET password_hash = :new_hash, password_unpeppered = 0,
                    updated_at = :now
@@ -43,44 +47,44 @@ impl Db {
                 return Ok(None);
             }
             let ended = end_everything_after_new_password(tx, user_id, key.as_deref())?;
+            let message = notice(&email);
+            mail::queue(tx, Some(user_id), mail::notice::PASSWORD_CHANGED, &message, now)?;
             Ok(Some(ended))
         })
     }
 
     /// The account of an unused, unexpired reset token, by the token's hash.
     pub fn find_reset(&self, token_hash: &[u8; 32], now: u64) -> Result<Option<Reset>, DbError> {
-        let row: Option<(u64, String, u64)> = self.run(|conn| {
+        let user: Option<User> = self.run(|conn| {
             conn.exec_first(
-                "SELECT u.id, u.email, u.created_at
-                 FROM password_resets r JOIN users u ON u.id = r.user_id
-                 WHERE r.token_hash = :hash AND r.used_at IS NULL AND r.expires_at > :now",
+                format!(
+                    "SELECT {USER_COLUMNS}
+                     FROM password_resets r JOIN users u ON u.id = r.user_id
+                     WHERE r.token_hash = :hash AND r.used_at IS NULL AND r.expires_at > :now"
+                ),
                 params! { "hash" => &token_hash[..], "now" => now },
             )
         })?;
-        Ok(row.map(|(id, email, created_at)| Reset {
-            user: User {
-                id,
-                email,
-                created_at,
-            },
-        }))
+        Ok(user.map(|user| Reset { user }))
     }
 
     /// Completes a reset in one transaction: locks the account, marks the
     /// token used (only if it still is unused and unexpired, so it works
     /// once even under concurrent use), sets the new hash and ends what the
     /// old password opened (see `end_everything_after_new_password`).
-    /// `Some` with the number of sessions ended, `None` if the token was
-    /// used or voided meanwhile.
+    /// The notice `notice` writes goes to the account's address in the same
+    /// transaction. `Some` with the number of sessions ended, `None` if the
+    /// token was used or voided meanwhile.
     pub fn complete_reset(
         &self,
         token_hash: &[u8; 32],
         user_id: u64,
         new_hash: &str,
         now: u64,
+        notice: &dyn Fn(&str) -> Mail,
     ) -> Result<Option<u64>, DbError> {
         self.transaction(|tx| {
-            let key = lock_account(tx, user_id)?;
+            let (key, email) = lock_account(tx, user_id)?;
             tx.exec_drop(
                 "UPDATE password_resets SET used_at = :now
                  WHERE token_hash = :hash AND user_id = :uid AND used_at IS NULL AND expires_at > :now",
@@ -95,6 +99,8 @@ impl Db {
                 params! { "hash" => new_hash, "now" => now, "uid" => user_id },
             )?;
             let ended = end_everything_after_new_password(tx, user_id, key.as_deref())?;
+            let message = notice(&email);
+            mail::queue(tx, Some(user_id), mail::notice::PASSWORD_RESET, &message, now)?;
             Ok(Some(ended))
         })
     }
@@ -113,18 +119,23 @@ impl Db {
 }
 
 /// Locks the account's row for the rest of the transaction; its mailbox
-/// key, if it exists and has one.
-fn lock_account(tx: &mut mysql::Transaction<'_>, user_id: u64) -> mysql::Result<Option<Vec<u8>>> {
-    let key: Option<Option<Vec<u8>>> = tx.exec_first(
-        "SELECT email_key FROM users WHERE id = :uid FOR UPDATE",
+/// key (if it has one) and its address.
+fn lock_account(
+    tx: &mut mysql::Transaction<'_>,
+    user_id: u64,
+) -> mysql::Result<(Option<Vec<u8>>, String)> {
+    let row: Option<(Option<Vec<u8>>, String)> = tx.exec_first(
+        "SELECT email_key, email FROM users WHERE id = :uid FOR UPDATE",
         params! { "uid" => user_id },
     )?;
-    Ok(key.flatten())
+    Ok(row.unwrap_or((None, String::new())))
 }
 
 /// Within a transaction that just set a new password: ends every session,
-/// voids every reset token and pending reset request (a link mailed before
-/// must not undo the change) and clears the login lockout. Returns the
+/// voids every reset token, pending reset request and pending move to a new
+/// address (a link mailed before must not undo the change, and a move asked
+/// for with the old password must not go ahead) and clears the login
+/// lockout. Returns the
 /// number of sessions ended.
 fn end_everything_after_new_password(
     tx: &mut mysql::Transaction<'_>,
@@ -138,6 +149,10 @@ fn end_everything_after_new_password(
     let ended = tx.affected_rows();
     tx.exec_drop(
         "DELETE FROM password_resets WHERE user_id = :uid",
+        params! { "uid" => user_id },
+    )?;
+    tx.exec_drop(
+        "DELETE FROM email_tokens WHERE user_id = :uid AND purpose = 'change'",
         params! { "uid" => user_id },
     )?;
     tx.exec_drop(

@@ -1,5 +1,6 @@
 //! Login sessions: the rows that make tokens live.
 
+use super::users::USER_COLUMNS;
 use super::{Db, DbError, Guarded, User};
 use mysql::params;
 use mysql::prelude::Queryable;
@@ -62,19 +63,16 @@ impl Db {
         user_id: u64,
         now: u64,
     ) -> Result<Option<User>, DbError> {
-        let row: Option<(u64, String, u64)> = self.run(|conn| {
+        self.run(|conn| {
             conn.exec_first(
-                "SELECT u.id, u.email, u.created_at
-                 FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.id = :sid AND s.user_id = :uid AND s.expires_at > :now",
+                format!(
+                    "SELECT {USER_COLUMNS}
+                     FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.id = :sid AND s.user_id = :uid AND s.expires_at > :now"
+                ),
                 params! { "sid" => &session_id[..], "uid" => user_id, "now" => now },
             )
-        })?;
-        Ok(row.map(|(id, email, created_at)| User {
-            id,
-            email,
-            created_at,
-        }))
+        })
     }
 
     /// The account's live sessions, newest first.

@@ -9,12 +9,14 @@
 //! change that committed while the password was being verified wins, and
 //! the change is refused as the state now says.
 
+use super::email_tokens::Verification;
 use super::failure::is_duplicate;
+use super::mail::{self, Mail};
 use super::{Db, DbError};
 use crate::email::Address;
 use crate::log;
-use mysql::prelude::Queryable;
-use mysql::{Transaction, params};
+use mysql::prelude::{FromRow, Queryable};
+use mysql::{FromRowError, Row, Transaction, params};
 
 /// An account, as the API shows it: never with its password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,36 @@ pub struct User {
     pub email: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// Unix seconds when the address was proven, by a link mailed to it;
+    /// `None` until then.
+    pub email_verified_at: Option<u64>,
+}
+
+/// The columns a [`User`] is read from, on `users` aliased `u`. Every query
+/// that returns an account selects exactly these, so a new field is added
+/// in one place.
+pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.created_at, u.email_verified_at";
+
+/// Takes column `name` from `row`, as `FromRow` implementations need.
+pub(super) fn take<T: mysql::prelude::FromValue>(
+    row: &mut Row,
+    name: &str,
+) -> Result<T, FromRowError> {
+    match row.take_opt(name) {
+        Some(Ok(value)) => Ok(value),
+        _ => Err(FromRowError(row.clone())),
+    }
+}
+
+impl FromRow for User {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        Ok(User {
+            id: take(&mut row, "id")?,
+            email: take(&mut row, "email")?,
+            created_at: take(&mut row, "created_at")?,
+            email_verified_at: take(&mut row, "email_verified_at")?,
+        })
+    }
 }
 
 /// An account with its password hash and recent failed attempts, for
@@ -53,6 +85,8 @@ pub struct Import {
     pub password_hash: String,
     /// The hash was made elsewhere without this server's pepper.
     pub unpeppered: bool,
+    /// The address counts as verified from the import on.
+    pub email_verified: bool,
 }
 
 /// The outcome of a change guarded by a session and a verified password.
@@ -65,7 +99,7 @@ pub enum Change<T> {
     Revoked,
     /// The password changed since it was verified: nothing was written.
     PasswordChanged,
-    /// Another account has the email (email changes only).
+    /// Another account has the address (moves to a new address only).
     Taken,
 }
 
@@ -91,40 +125,43 @@ pub struct Proof<'a> {
     pub now: u64,
 }
 
-type CredentialsRow = (u64, String, u64, String, bool, Option<u32>, Option<u64>);
-
-const CREDENTIALS: &str =
-    "SELECT u.id, u.email, u.created_at, u.password_hash, u.password_unpeppered,
-        f.failures, f.window_start
-     FROM users u LEFT JOIN login_failures f ON f.user_id = u.id";
-
-fn credentials_from(row: CredentialsRow) -> Credentials {
-    let (id, email, created_at, password_hash, unpeppered, failures, window_start) = row;
-    Credentials {
-        user: User {
-            id,
-            email,
-            created_at,
-        },
-        password_hash,
-        unpeppered,
-        failures: failures.unwrap_or(0),
-        window_start: window_start.unwrap_or(0),
+impl FromRow for Credentials {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        let password_hash = take(&mut row, "password_hash")?;
+        let unpeppered = take(&mut row, "password_unpeppered")?;
+        let failures: Option<u32> = take(&mut row, "failures")?;
+        let window_start: Option<u64> = take(&mut row, "window_start")?;
+        Ok(Credentials {
+            user: User::from_row_opt(row)?,
+            password_hash,
+            unpeppered,
+            failures: failures.unwrap_or(0),
+            window_start: window_start.unwrap_or(0),
+        })
     }
 }
 
+fn credentials_query(condition: &str) -> String {
+    format!(
+        "SELECT {USER_COLUMNS}, u.password_hash, u.password_unpeppered, f.failures, f.window_start
+         FROM users u LEFT JOIN login_failures f ON f.user_id = u.id WHERE {condition}"
+    )
+}
+
 impl Db {
-    /// Creates an account. `Ok(None)` when the mailbox has an account: the
-    /// unique key decides, so of two concurrent registrations of one
-    /// mailbox (in any spelling) exactly one succeeds.
+    /// Creates an account and queues its verification link, in one
+    /// transaction. `Ok(None)` when the mailbox has an account: the unique
+    /// key decides, so of two concurrent registrations of one mailbox (in
+    /// any spelling) exactly one succeeds.
     pub fn create_user(
         &self,
         address: &Address,
         password_hash: &str,
         now: u64,
+        verification: &Verification<'_>,
     ) -> Result<Option<User>, DbError> {
-        self.run(|conn| {
-            let inserted = conn.exec_drop(
+        self.transaction(|tx| {
+            let inserted = tx.exec_drop(
                 "INSERT INTO users (email, email_key, password_hash, created_at, updated_at)
                  VALUES (:email, :key, :hash, :now, :now)",
                 params! {
@@ -133,95 +170,58 @@ impl Db {
                 },
             );
             match inserted {
-                Ok(()) => Ok(Some(User {
-                    id: conn.last_insert_id(),
-                    email: address.email.clone(),
-                    created_at: now,
-                })),
-                Err(e) if is_duplicate(&e) => Ok(None),
-                Err(e) => Err(e),
+                Ok(()) => {}
+                Err(e) if is_duplicate(&e) => return Ok(None),
+                Err(e) => return Err(e),
             }
+            let id = tx.last_insert_id().unwrap_or(0);
+            super::email_tokens::replace_verify_token(
+                tx,
+                id,
+                verification.token_hash,
+                now,
+                verification.expires_at,
+            )?;
+            mail::queue(tx, Some(id), mail::VERIFY_EMAIL, verification.mail, now)?;
+            user_by_id(tx, id)
         })
+    }
+
+    /// Queues `mail` (a notice to an address's owner) on its own.
+    pub fn queue_notice(&self, kind: &str, mail: &Mail, now: u64) -> Result<(), DbError> {
+        self.transaction(|tx| mail::queue(tx, None, kind, mail, now))
     }
 
     /// The account with this mailbox key, its hash and its recent failed
     /// attempts, if any: one query.
     pub fn credentials(&self, key: &[u8; 32]) -> Result<Option<Credentials>, DbError> {
-        let row: Option<CredentialsRow> = self.run(|conn| {
+        self.run(|conn| {
             conn.exec_first(
-                format!("{CREDENTIALS} WHERE u.email_key = :key"),
+                credentials_query("u.email_key = :key"),
                 params! { "key" => &key[..] },
             )
-        })?;
-        Ok(row.map(credentials_from))
+        })
     }
 
     /// The account with this id, as [`Db::credentials`].
     pub fn credentials_by_id(&self, user_id: u64) -> Result<Option<Credentials>, DbError> {
-        let row: Option<CredentialsRow> = self.run(|conn| {
-            conn.exec_first(
-                format!("{CREDENTIALS} WHERE u.id = :id"),
-                params! { "id" => user_id },
-            )
-        })?;
-        Ok(row.map(credentials_from))
-    }
-
-    /// Changes the account's email, if `proof` still holds, and voids what
-    /// was sent to the old address (reset links, pending reset requests),
-    /// in one transaction. The unique key decides whether the mailbox is
-    /// taken.
-    pub fn change_email(
-        &self,
-        proof: &Proof<'_>,
-        address: &Address,
-    ) -> Result<Change<User>, DbError> {
-        self.transaction(|tx| {
-            let old_key = match lock_for_change(tx, proof)? {
-                Lock::Held { email_key } => email_key,
-                Lock::Revoked => return Ok(Change::Revoked),
-                Lock::PasswordChanged => return Ok(Change::PasswordChanged),
-            };
-            let updated = tx.exec_drop(
-                "UPDATE users SET email = :email, email_key = :key, updated_at = :now
-                 WHERE id = :uid",
-                params! {
-                    "email" => &address.email, "key" => &address.key[..],
-                    "now" => proof.now, "uid" => proof.user_id,
-                },
-            );
-            match updated {
-                Ok(()) => {}
-                Err(e) if is_duplicate(&e) => return Ok(Change::Taken),
-                Err(e) => return Err(e),
-            }
-            tx.exec_drop(
-                "DELETE FROM password_resets WHERE user_id = :uid",
-                params! { "uid" => proof.user_id },
-            )?;
-            super::mail::forget_requests(tx, &old_key)?;
-            let user = tx.exec_first::<(u64, String, u64), _, _>(
-                "SELECT id, email, created_at FROM users WHERE id = :uid",
-                params! { "uid" => proof.user_id },
-            )?;
-            Ok(match user {
-                Some((id, email, created_at)) => Change::Done(User {
-                    id,
-                    email,
-                    created_at,
-                }),
-                None => Change::Revoked,
-            })
+        self.run(|conn| {
+            conn.exec_first(credentials_query("u.id = :id"), params! { "id" => user_id })
         })
     }
 
     /// Deletes the account, if `proof` still holds; its sessions, reset
     /// tokens and failure counts go with it (foreign keys cascade) in one
-    /// transaction. `Done` with the number of sessions that ended.
-    pub fn delete_user(&self, proof: &Proof<'_>) -> Result<Change<u64>, DbError> {
+    /// transaction, with the notice `notice` writes for its address.
+    /// `Done` with the number of sessions that ended.
+    pub fn delete_user(
+        &self,
+        proof: &Proof<'_>,
+        notice: &dyn Fn(&str) -> Mail,
+    ) -> Result<Change<u64>, DbError> {
         self.transaction(|tx| {
-            let key = match lock_for_change(tx, proof)? {
-                Lock::Held { email_key } => email_key,
+            let (key, email) = match lock_for_change(tx, proof)? {
+                Lock::Held { email_key, email } => (email_key, email),
                 Lock::Revoked => return Ok(Change::Revoked),
                 Lock::PasswordChanged => return Ok(Change::PasswordChanged),
             };
@@ -235,7 +235,15 @@ impl Db {
                 "DELETE FROM users WHERE id = :uid",
                 params! { "uid" => proof.user_id },
             )?;
-            super::mail::forget_requests(tx, &key)?;
+            mail::forget_requests(tx, &key)?;
+            let message = notice(&email);
+            mail::queue(
+                tx,
+                Some(proof.user_id),
+                mail::notice::ACCOUNT_DELETED,
+                &message,
+                proof.now,
+            )?;
             Ok(Change::Done(ended))
         })
     }
@@ -273,11 +281,13 @@ impl Db {
                 // A duplicate key leaves the row as it is and counts 0 rows.
                 tx.exec_drop(
                     "INSERT INTO users
-                       (email, email_key, password_hash, password_unpeppered, created_at, updated_at)
-                     VALUES (:email, :key, :hash, :unpeppered, :now, :now)
+                       (email, email_key, email_verified_at, password_hash, password_unpeppered,
+                        created_at, updated_at)
+                     VALUES (:email, :key, :verified, :hash, :unpeppered, :now, :now)
                      ON DUPLICATE KEY UPDATE id = id",
                     params! {
                         "email" => &user.address.email, "key" => &user.address.key[..],
+                        "verified" => user.email_verified.then_some(now),
                         "hash" => &user.password_hash, "unpeppered" => user.unpeppered,
                         "now" => now,
                     },
@@ -354,25 +364,30 @@ impl Db {
 }
 
 /// What [`lock_for_change`] found.
-enum Lock {
+pub(super) enum Lock {
     /// The account or the session is gone.
     Revoked,
     /// The password is no longer the verified one.
     PasswordChanged,
-    /// The row is locked and both still hold; the account's mailbox key.
-    Held { email_key: [u8; 32] },
+    /// The row is locked and both still hold.
+    Held {
+        /// The account's mailbox key.
+        email_key: [u8; 32],
+        /// The account's address.
+        email: String,
+    },
 }
 
 /// Inside a transaction that changes an account on the strength of a
 /// session and a verified password: locks the account's row, then checks
 /// that the session is still live (holding it against a concurrent logout)
 /// and that the hash is still the verified one.
-fn lock_for_change(tx: &mut Transaction<'_>, proof: &Proof<'_>) -> mysql::Result<Lock> {
-    let account: Option<(String, Option<Vec<u8>>)> = tx.exec_first(
-        "SELECT password_hash, email_key FROM users WHERE id = :uid FOR UPDATE",
+pub(super) fn lock_for_change(tx: &mut Transaction<'_>, proof: &Proof<'_>) -> mysql::Result<Lock> {
+    let account: Option<(String, Option<Vec<u8>>, String)> = tx.exec_first(
+        "SELECT password_hash, email_key, email FROM users WHERE id = :uid FOR UPDATE",
         params! { "uid" => proof.user_id },
     )?;
-    let Some((hash, key)) = account else {
+    let Some((hash, key, email)) = account else {
         return Ok(Lock::Revoked);
     };
     let live: Option<u8> = tx.exec_first(
@@ -388,5 +403,13 @@ fn lock_for_change(tx: &mut Transaction<'_>, proof: &Proof<'_>) -> mysql::Result
     }
     // A session exists only for an account that could log in, so by its key.
     let email_key = key.and_then(|k| k.try_into().ok()).unwrap_or([0; 32]);
-    Ok(Lock::Held { email_key })
+    Ok(Lock::Held { email_key, email })
+}
+
+/// The account with id `user_id`, inside a transaction.
+pub(super) fn user_by_id(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<Option<User>> {
+    tx.exec_first(
+        format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = :uid"),
+        params! { "uid" => user_id },
+    )
 }

@@ -26,13 +26,69 @@ pub(super) fn confirm_password(
     Ok(account)
 }
 
-/// The account for a login or password change. An address that cannot be
-/// valid cannot have an account either, so it is `unknown_email` too.
-pub(super) fn find_account(ctx: &Context, raw_email: &str) -> Result<Credentials, ApiError> {
-    let address = email::normalize(raw_email).map_err(|_| ApiError::UnknownEmail)?;
-    ctx.db
-        .credentials(&address.key)?
-        .ok_or(ApiError::UnknownEmail)
+/// The account of a login or password change whose password `given` is
+/// right. An address that cannot be valid cannot have an account either, so
+/// it is `unknown_email` too.
+///
+/// With `HIDE_ACCOUNT_EXISTENCE` every failure is 401 `invalid_credentials`
+/// after the same work: an unknown address (and a locked account, whose
+/// 429 would otherwise say it exists) spends its rate limit and a hashing
+/// slot on verifying `given` against a decoy hash made at start-up with the
+/// current parameters, as a wrong password for a real account does.
+pub(super) fn check_credentials(
+    ctx: &Context,
+    raw_email: &str,
+    given: &str,
+) -> Result<Credentials, ApiError> {
+    let hide = ctx.config.hide_account_existence;
+    let address = email::normalize(raw_email).ok();
+    let account = match &address {
+        Some(address) => ctx.db.credentials(&address.key)?,
+        None => None,
+    };
+    let Some(account) = account else {
+        if !hide {
+            return Err(ApiError::UnknownEmail);
+        }
+        if let Some(address) = &address {
+            rate_limit_mailbox(ctx, &address.key)?;
+        }
+        verify_decoy(ctx, given)?;
+        return Err(ApiError::InvalidCredentials);
+    };
+    match verify_password(ctx, given, &account) {
+        Ok(()) => Ok(account),
+        Err(ApiError::WrongPassword) if hide => Err(ApiError::InvalidCredentials),
+        Err(ApiError::TooManyAttempts(_)) if hide => {
+            verify_decoy(ctx, given)?;
+            Err(ApiError::InvalidCredentials)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Verifies `given` against the decoy hash, for the time it takes.
+fn verify_decoy(ctx: &Context, given: &str) -> Result<(), ApiError> {
+    let Some(decoy) = ctx.decoy_hash.clone() else {
+        return Ok(());
+    };
+    let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
+    let (hasher, given) = (ctx.config.hasher.clone(), given.to_string());
+    let started = Instant::now();
+    // The outcome does not matter: no password matches a random one.
+    let _ = slot.run(move || hasher.verify(&given, &decoy));
+    ctx.metrics.hash_took(started.elapsed());
+    Ok(())
+}
+
+/// [`rate_limit_account`] for an address without an account, so that with
+/// `HIDE_ACCOUNT_EXISTENCE` it meets a bucket as a real account would. The
+/// key is taken from the mailbox key with the top bit set, apart from every
+/// account id.
+fn rate_limit_mailbox(ctx: &Context, key: &[u8; 32]) -> Result<(), ApiError> {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&key[..8]);
+    rate_limit_account(ctx, u64::from_be_bytes(first) | 1 << 63)
 }
 
 /// Spends one request of the account's rate-limit bucket: every request

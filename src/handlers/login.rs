@@ -1,6 +1,6 @@
 //! Logging in: a verified password becomes a session and its token.
 
-use super::credentials::{find_account, upgrade_hash_if_stale, verify_password};
+use super::credentials::{check_credentials, upgrade_hash_if_stale};
 use super::json::{json_object, string_member};
 use super::{Context, account::user_json, rate_limit};
 use crate::db::{Guarded, Session};
@@ -32,8 +32,12 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
     let body = json_object(request)?;
     let raw_email = string_member(&body, "email")?;
     let given = string_member(&body, "password")?;
-    let account = find_account(ctx, raw_email)?;
-    verify_password(ctx, given, &account)?;
+    let account = check_credentials(ctx, raw_email, given)?;
+    // Only after the password, so an unverified account tells a guesser
+    // nothing a wrong password would not.
+    if ctx.config.require_verified_email && account.user.email_verified_at.is_none() {
+        return Err(ApiError::EmailNotVerified);
+    }
 
     let now = ctx.now();
     let session = Session {

@@ -28,6 +28,7 @@
 mod account;
 mod auth;
 mod credentials;
+mod email;
 mod json;
 mod login;
 mod ops;
@@ -35,6 +36,9 @@ mod password;
 mod sessions;
 
 pub use account::{delete_me, me, register, update_me};
+pub use email::{
+    confirm_email_change, confirm_with_token, resend_verification, verify_email, verify_with_token,
+};
 pub use login::login;
 pub use ops::{healthz, metrics, metrics_here, openapi};
 pub use password::{change_password, forgot_password, reset_password, reset_with_token};

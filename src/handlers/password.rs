@@ -1,20 +1,23 @@
 //! Passwords: changing one with the current password, and the forgotten
 //! password flow (a mailed single-use link, then a new password).
 
-use super::credentials::{find_account, hash_password, rate_limit_account, verify_password};
+use super::credentials::{check_credentials, hash_password, rate_limit_account};
 use super::json::{json_object, string_member};
 use super::{Context, rate_limit};
 use crate::db::PASSWORD_RESET;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::mail::{mail_queued, texts};
 use crate::secret::sha256;
 use crate::{email, log, password};
 use serde_json::json;
 
 /// `POST /auth/password {email, current_password, new_password}`: changes
-/// the password and ends every session of the account.
+/// the password, ends every session of the account, and mails its address
+/// a notice.
 ///
-/// 204; 404 `unknown_email`; 401 `wrong_password`; 422 `weak_password`.
+/// 204; 404 `unknown_email`; 401 `wrong_password` (both 401
+/// `invalid_credentials` with `HIDE_ACCOUNT_EXISTENCE`); 422 `weak_password`.
 /// The update only applies if the hash is still the one just verified, so a
 /// concurrent change cannot be overwritten by someone who knew the old
 /// password.
@@ -24,18 +27,22 @@ pub fn change_password(ctx: &Context, request: &Request) -> Result<Response, Api
     let raw_email = string_member(&body, "email")?;
     let current = string_member(&body, "current_password")?;
     let new_password = string_member(&body, "new_password")?;
-    let account = find_account(ctx, raw_email)?;
-    verify_password(ctx, current, &account)?;
+    let account = check_credentials(ctx, raw_email, current)?;
     password::check_strength(new_password, &account.user.email)
         .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
     let new_hash = hash_password(ctx, new_password)?;
+    let now = ctx.now();
+    let ip = ctx.client_ip(request).to_string();
+    let notice = |email: &str| texts::password_changed(&ctx.config.app_name, email, now, &ip);
     match ctx.db.change_password(
         account.user.id,
         &account.password_hash,
         &new_hash,
-        ctx.now(),
+        now,
+        &notice,
     )? {
         Some(ended) => {
+            mail_queued(ctx, 1);
             ctx.metrics.sessions_ended(ended);
             log::info("password changed", &[("user_id", account.user.id.into())]);
             Ok(Response::empty(204))
@@ -79,7 +86,7 @@ pub fn reset_password(ctx: &Context, request: &Request) -> Result<Response, ApiE
     let body = json_object(request)?;
     let token = string_member(&body, "token")?;
     let new_password = string_member(&body, "new_password")?;
-    reset_with_token(ctx, token, new_password)?;
+    reset_with_token(ctx, request, token, new_password)?;
     Ok(Response::empty(204))
 }
 
@@ -97,7 +104,12 @@ pub fn reset_password(ctx: &Context, request: &Request) -> Result<Response, ApiE
 /// ends every session and clears the lockout (`InvalidResetToken` if the
 /// token was used or voided meanwhile). Nothing is written unless all of it
 /// succeeds.
-pub fn reset_with_token(ctx: &Context, token: &str, new_password: &str) -> Result<(), ApiError> {
+pub fn reset_with_token(
+    ctx: &Context,
+    request: &Request,
+    token: &str,
+    new_password: &str,
+) -> Result<(), ApiError> {
     // The lookup is by the token's SHA-256, so timing reveals nothing
     // about a real token's bytes.
     let token_hash = sha256(token);
@@ -110,11 +122,14 @@ pub fn reset_with_token(ctx: &Context, token: &str, new_password: &str) -> Resul
         .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
     rate_limit_account(ctx, reset.user.id)?;
     let new_hash = hash_password(ctx, new_password)?;
+    let ip = ctx.client_ip(request).to_string();
+    let notice = |email: &str| texts::password_reset_done(&ctx.config.app_name, email, now, &ip);
     match ctx
         .db
-        .complete_reset(&token_hash, reset.user.id, &new_hash, now)?
+        .complete_reset(&token_hash, reset.user.id, &new_hash, now, &notice)?
     {
         Some(ended) => {
+            mail_queued(ctx, 1);
             ctx.metrics.sessions_ended(ended);
             log::info("password reset", &[("user_id", reset.user.id.into())]);
             Ok(())

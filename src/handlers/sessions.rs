@@ -72,8 +72,9 @@ pub fn end_session(ctx: &Context, request: &Request) -> Result<Response, ApiErro
     Ok(Response::empty(204))
 }
 
-/// Deletes every session and reset token that has expired, and outbox rows
-/// older than `MAIL_RETENTION_DAYS`, in batches; returns how many rows went.
+/// Deletes every session, reset token and email link that has expired, and
+/// outbox rows older than `MAIL_RETENTION_DAYS`, in batches; returns how
+/// many rows went.
 /// Run by a background thread every [`PURGE_INTERVAL`] so the sessions table
 /// holds only live sessions plus at most that much expired backlog.
 pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> {
@@ -87,9 +88,10 @@ pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> 
         let mails = ctx
             .db
             .purge_old_mail(now.saturating_sub(retention), BATCH)?;
-        total += sessions + resets + mails;
+        let links = ctx.db.purge_expired_email_tokens(now, BATCH)?;
+        total += sessions + resets + mails + links;
         // A full batch of any means more may be left.
-        if [sessions, resets, mails]
+        if [sessions, resets, mails, links]
             .iter()
             .all(|n| *n < u64::from(BATCH))
         {

@@ -9,8 +9,8 @@
 //! `Auto-Submitted: auto-generated` (RFC 3834: no vacation replies).
 //! `lettre` encodes non-ASCII addresses and subjects.
 //!
-//! A message never contains a password, and a link only in the message that
-//! carries it.
+//! The words of each message are in `texts.rs`. A message never contains a
+//! password, and a link only in the message that carries it.
 
 use crate::db::{Mail, Outgoing};
 use lettre::Message;
@@ -18,24 +18,26 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// The password-reset message for the account `email`, carrying `link`,
-/// which works for `ttl` seconds.
-pub fn password_reset(app_name: &str, email: &str, link: &str, ttl: u64) -> Mail {
-    let minutes = ttl.div_ceil(60);
-    let intro = format!("Someone asked to reset the password of your {app_name} account, {email}.");
-    let action = format!("To choose a new password, open this link within {minutes} minutes:");
-    let outro = "The link works once. If you did not ask for this, ignore this message: \
-                 your password stays as it is.";
+/// A message of plain paragraphs, an optional link (label, address) and a
+/// closing paragraph, in both forms: the one shape every message here has.
+pub fn compose(
+    app_name: &str,
+    recipient: &str,
+    subject: String,
+    paragraphs: &[&str],
+    link: Option<(&str, &str)>,
+    closing: &str,
+) -> Mail {
+    let mut body = paragraphs.join("\n\n");
+    if let Some((_, href)) = link {
+        body.push_str(&format!("\n\n{href}"));
+    }
+    body.push_str(&format!("\n\n{closing}\n"));
     Mail {
-        recipient: email.to_string(),
-        subject: format!("Reset your {app_name} password"),
-        body: format!("{intro}\n\n{action}\n\n{link}\n\n{outro}\n"),
-        html: html(
-            app_name,
-            &[&intro, &action],
-            Some(("Choose a new password", link)),
-            outro,
-        ),
+        recipient: recipient.to_string(),
+        subject,
+        body,
+        html: html(app_name, paragraphs, link, closing),
     }
 }
 
@@ -43,6 +45,7 @@ pub fn password_reset(app_name: &str, email: &str, link: &str, ttl: u64) -> Mail
 /// optional button-like link, and a closing paragraph. Inline styles only,
 /// since mail clients drop style sheets; nothing fetched from elsewhere.
 fn html(app_name: &str, paragraphs: &[&str], link: Option<(&str, &str)>, closing: &str) -> String {
+    use crate::pages::escape;
     let mut out = String::from(
         "<!DOCTYPE html><html><body style=\"margin:0;padding:24px;background:#f4f4f5;\
          font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#18181b\">\
@@ -73,22 +76,6 @@ fn html(app_name: &str, paragraphs: &[&str], link: Option<(&str, &str)>, closing
         escape(closing)
     ));
     out.push_str("</div></body></html>");
-    out
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 
@@ -158,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_reset_message_has_both_parts_and_the_headers() {
-        let mail = password_reset(
+        let mail = super::super::texts::password_reset(
             "Ëxample <App>",
             "ada@example.com",
             "https://x.example/reset-password?token=abc&x=1",
@@ -191,16 +178,13 @@ mod tests {
     }
 
     #[test]
-    fn escaping() {
-        assert_eq!(
-            escape("<a href=\"x\">&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
-        );
-    }
-
-    #[test]
     fn an_undeliverable_recipient_is_an_error_not_a_panic() {
-        let mut out = outgoing(&password_reset("a", "ada@example.com", "l", 60));
+        let mut out = outgoing(&super::super::texts::password_reset(
+            "a",
+            "ada@example.com",
+            "l",
+            60,
+        ));
         out.recipient = "not an address".into();
         let from: Mailbox = "a@example.com".parse().unwrap();
         assert!(to_email(&out, &from).is_err());

@@ -2,13 +2,12 @@
 //! SMTP, in two background threads of every instance.
 //!
 //! 1. **The resolver** (this file). A request that needs account mail
-//!    (today: `forgot`) only records a `mail_requests` row and wakes this
+//!    (`forgot`, a new verification link) only records a `mail_requests` row and wakes this
 //!    thread, so the request does the same work whether or not the address
 //!    has an account. The resolver handles each request in one transaction
 //!    (see `db/mail.rs`): the account's row is locked, the request taken,
-//!    and for an account outside its cooldown a reset token is created and
-//!    its message queued in `mail_outbox` to the address the account has
-//!    now. Deleting the request is the claim, so with several instances a
+//!    and for an account outside its cooldown a token is created and its
+//!    message queued in `mail_outbox` to the address the account has now. Deleting the request is the claim, so with several instances a
 //!    request is resolved exactly once.
 //! 2. **The courier** (`courier.rs`), when `SMTP_URL` is set, delivers the
 //!    outbox through the relay (`smtp.rs`), with leases, retries and a cap
@@ -23,11 +22,12 @@
 mod courier;
 mod messages;
 pub mod smtp;
+pub mod texts;
 
 pub use courier::{Courier, backoff};
 
 use crate::context::Context;
-use crate::db::{DbError, MailRequest, PASSWORD_RESET, ResetPolicy, Resolved};
+use crate::db::{DbError, LinkPolicy, MailRequest, PASSWORD_RESET, Resolved, VERIFY_EMAIL};
 use crate::{log, secret};
 use lettre::message::Mailbox;
 use smtp::Relay;
@@ -119,7 +119,7 @@ pub fn resolve_requests(ctx: &Context) -> Result<usize, DbError> {
     let requests = ctx.db.pending_mail_requests(BATCH)?;
     for request in &requests {
         match request.kind.as_str() {
-            PASSWORD_RESET => resolve_reset(ctx, request)?,
+            PASSWORD_RESET | VERIFY_EMAIL => resolve(ctx, request)?,
             other => {
                 log::warn("unknown mail request dropped", &[("kind", other.into())]);
                 ctx.db.drop_mail_request(request.id)?;
@@ -129,21 +129,40 @@ pub fn resolve_requests(ctx: &Context) -> Result<usize, DbError> {
     Ok(requests.len())
 }
 
-fn resolve_reset(ctx: &Context, request: &MailRequest) -> Result<(), DbError> {
+fn resolve(ctx: &Context, request: &MailRequest) -> Result<(), DbError> {
     // Randomness failing is logged by `secret`; the request waits for the
     // next round rather than getting a weaker token.
     let Ok(token) = secret::token() else {
         return Ok(());
     };
-    let link = format!("{}?token={token}", ctx.config.reset_url_base);
-    let policy = ResetPolicy {
-        token_ttl: ctx.config.reset_token_ttl,
-        cooldown: ctx.config.mail.recipient_cooldown,
-        max_live_tokens: ctx.config.reset_max_live_tokens,
+    let config = &ctx.config;
+    let app = &config.app_name;
+    let (policy, link) = if request.kind == VERIFY_EMAIL {
+        let policy = LinkPolicy {
+            token_ttl: config.verify_token_ttl,
+            cooldown: config.mail.recipient_cooldown,
+            max_live_tokens: 1,
+        };
+        (
+            policy,
+            format!("{}/verify-email?token={token}", config.public_url),
+        )
+    } else {
+        let policy = LinkPolicy {
+            token_ttl: config.reset_token_ttl,
+            cooldown: config.mail.recipient_cooldown,
+            max_live_tokens: config.reset_max_live_tokens,
+        };
+        (policy, format!("{}?token={token}", config.reset_url_base))
     };
-    let (app, ttl) = (&ctx.config.app_name, ctx.config.reset_token_ttl);
-    let compose = |email: &str| messages::password_reset(app, email, &link, ttl);
-    let resolved = ctx.db.resolve_reset_request(
+    let compose = |email: &str| {
+        if request.kind == VERIFY_EMAIL {
+            texts::verify_email(app, email, &link, policy.token_ttl)
+        } else {
+            texts::password_reset(app, email, &link, policy.token_ttl)
+        }
+    };
+    let resolved = ctx.db.resolve_request(
         request,
         &secret::sha256(&token),
         &policy,
@@ -152,16 +171,31 @@ fn resolve_reset(ctx: &Context, request: &MailRequest) -> Result<(), DbError> {
     )?;
     match resolved {
         Resolved::Queued { user_id } => {
-            ctx.metrics.mail_queued();
-            ctx.courier.wake();
-            log::info("password reset mail queued", &[("user_id", user_id.into())]);
+            mail_queued(ctx, 1);
+            log::info(
+                "mail queued",
+                &[
+                    ("kind", request.kind.as_str().into()),
+                    ("user_id", user_id.into()),
+                ],
+            );
         }
-        Resolved::CoolingDown => {
-            log::debug("password reset mail within cooldown; none queued", &[])
-        }
-        Resolved::NoAccount | Resolved::Taken => {}
+        Resolved::CoolingDown => log::debug(
+            "mail within its cooldown; none queued",
+            &[("kind", request.kind.as_str().into())],
+        ),
+        Resolved::NotApplicable | Resolved::Taken => {}
     }
     Ok(())
+}
+
+/// After a transaction that queued `n` messages committed: counts them and
+/// wakes the courier.
+pub fn mail_queued(ctx: &Context, n: u64) {
+    for _ in 0..n {
+        ctx.metrics.mail_queued();
+    }
+    ctx.courier.wake();
 }
 
 /// The courier's loop, for the binary to run on a thread of its own.

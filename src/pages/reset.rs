@@ -16,18 +16,22 @@
 //! back into a page; the token is, as the form's hidden field, when the
 //! form comes back.
 
-use super::form::{Form, FormError};
+use super::common::{incomplete_link, shaped_like_a_token, unreadable_form};
+use super::form::Form;
 use super::html::{Page, error, escape, paragraph, success};
 use crate::error::ApiError;
 use crate::handlers::{Context, rate_limit, reset_with_token};
 use crate::http::{Request, Response};
 use crate::password::MIN_CHARS;
 use crate::secret::sha256;
+use crate::time::duration_in_words;
 
 /// The form's fields. Also what a client of the page must send.
 const TOKEN: &str = "token";
 const NEW_PASSWORD: &str = "new_password";
 const CONFIRM_PASSWORD: &str = "confirm_password";
+/// The heading of a page that says why the password stayed as it was.
+const NOT_CHANGED: &str = "Your password was not changed";
 
 /// `GET /reset-password?token=...`: 200 with the form while the token is
 /// live; 400 with "this link no longer works" for an unknown, used, expired
@@ -41,7 +45,7 @@ pub fn reset_page(ctx: &Context, request: &Request) -> Result<Response, ApiError
         Err(_) => None,
     };
     let Some(token) = token else {
-        return Ok(incomplete_link(ctx));
+        return Ok(incomplete_link(ctx, "reset"));
     };
     Ok(match token_is_live(ctx, &token) {
         Ok(true) => form_page(ctx, 200, &token, None),
@@ -66,7 +70,7 @@ pub fn reset_submit(ctx: &Context, request: &Request) -> Result<Response, ApiErr
     }
     let form = match Form::from_body(request) {
         Ok(form) => form,
-        Err(e) => return Ok(unreadable_form(ctx, &e)),
+        Err(e) => return Ok(unreadable_form(ctx, &e, NOT_CHANGED)),
     };
     let fields = (
         form.required(TOKEN),
@@ -76,7 +80,7 @@ pub fn reset_submit(ctx: &Context, request: &Request) -> Result<Response, ApiErr
     let (token, new_password, confirm) = match fields {
         (Ok(t), Ok(n), Ok(c)) => (t, n, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return Ok(unreadable_form(ctx, &e));
+            return Ok(unreadable_form(ctx, &e, NOT_CHANGED));
         }
     };
     if new_password != confirm {
@@ -92,7 +96,7 @@ pub fn reset_submit(ctx: &Context, request: &Request) -> Result<Response, ApiErr
             Err(e) => failure(ctx, request, &e, Some(token)),
         });
     }
-    Ok(match reset_with_token(ctx, token, new_password) {
+    Ok(match reset_with_token(ctx, request, token, new_password) {
         Ok(()) => done(ctx),
         Err(e) => failure(ctx, request, &e, Some(token)),
     })
@@ -143,7 +147,7 @@ fn failure(ctx: &Context, request: &Request, e: &ApiError, token: Option<&str>) 
         None => Page {
             status,
             app_name: &ctx.config.app_name,
-            heading: "Your password was not changed",
+            heading: NOT_CHANGED,
             content: error(&reason),
         }
         .into_response(),
@@ -208,35 +212,6 @@ fn link_no_longer_works(ctx: &Context) -> Response {
     .into_response()
 }
 
-/// 400: a page address without a token.
-fn incomplete_link(ctx: &Context) -> Response {
-    let content = error("This address does not hold a reset token that can be read.")
-        + &paragraph(
-            "Open the link in the email again. If your mail program split it over two lines, \
-         copy the whole link into the address bar.",
-        );
-    Page {
-        status: 400,
-        app_name: &ctx.config.app_name,
-        heading: "This link is incomplete",
-        content,
-    }
-    .into_response()
-}
-
-/// 400: a body that is not the form this page sends.
-fn unreadable_form(ctx: &Context, e: &FormError) -> Response {
-    let content = error(&e.sentence())
-        + &paragraph("Open the link in the email again and send the form from that page.");
-    Page {
-        status: 400,
-        app_name: &ctx.config.app_name,
-        heading: "Your password was not changed",
-        content,
-    }
-    .into_response()
-}
-
 /// 200: the password is reset.
 fn done(ctx: &Context) -> Response {
     let content = success("Your new password is set.")
@@ -250,53 +225,4 @@ fn done(ctx: &Context) -> Response {
         content,
     }
     .into_response()
-}
-
-/// True for 43 base64url characters, the shape of every reset token
-/// (`crate::secret::token`: 32 random bytes, base64url without padding).
-fn shaped_like_a_token(text: &str) -> bool {
-    text.len() == 43
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// A number of seconds as people say it: "15 minutes", "1 hour", "30
-/// seconds"; the largest unit that divides it exactly.
-fn duration_in_words(secs: u64) -> String {
-    let (n, unit) = match secs {
-        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
-        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
-        s => (s, "second"),
-    };
-    let plural = if n == 1 { "" } else { "s" };
-    format!("{n} {unit}{plural}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_what_has_a_token_shape_is_put_back_into_a_form() {
-        let token = crate::secret::token().unwrap();
-        assert!(shaped_like_a_token(&token));
-        assert!(!shaped_like_a_token(&token[1..]));
-        assert!(!shaped_like_a_token(&format!("{token}A")));
-        let evil = format!("\"><b>{}", &token[5..]);
-        assert_eq!(evil.len(), 43);
-        assert!(!shaped_like_a_token(&evil));
-        assert!(!shaped_like_a_token(""));
-    }
-
-    #[test]
-    fn durations_in_words() {
-        assert_eq!(duration_in_words(900), "15 minutes");
-        assert_eq!(duration_in_words(3600), "1 hour");
-        assert_eq!(duration_in_words(86_400), "24 hours");
-        assert_eq!(duration_in_words(90), "90 seconds");
-        assert_eq!(duration_in_words(60), "1 minute");
-        assert_eq!(duration_in_words(1), "1 second");
-        assert_eq!(duration_in_words(0), "0 seconds");
-    }
 }

@@ -676,10 +676,18 @@ impl Reply {
     }
 }
 
-/// The body of the newest outbox message to `recipient`, waiting up to 5 s
-/// for one to appear (the mail worker queues it shortly after the request).
+/// The body of the newest reset mail to `recipient` in the outbox, waiting
+/// up to 5 s for one to appear (the mail worker queues it shortly after the
+/// request).
 #[track_caller]
 pub fn wait_for_mail(server: &Server, recipient: &str) -> String {
+    wait_for_mail_of(server, recipient, "password_reset")
+}
+
+/// The body of the newest outbox message of `kind` to `recipient`, waiting
+/// up to 5 s for one to appear.
+#[track_caller]
+pub fn wait_for_mail_of(server: &Server, recipient: &str, kind: &str) -> String {
     use mysql::prelude::Queryable;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -687,8 +695,9 @@ pub fn wait_for_mail(server: &Server, recipient: &str) -> String {
             .db
             .conn()
             .exec_first(
-                "SELECT body FROM mail_outbox WHERE recipient = ? ORDER BY id DESC LIMIT 1",
-                (recipient,),
+                "SELECT body FROM mail_outbox WHERE recipient = ? AND kind = ?
+                 ORDER BY id DESC LIMIT 1",
+                (recipient, kind),
             )
             .unwrap();
         if let Some(body) = body {
@@ -696,7 +705,7 @@ pub fn wait_for_mail(server: &Server, recipient: &str) -> String {
         }
         assert!(
             Instant::now() < deadline,
-            "no mail to {recipient} reached the outbox within 5 s"
+            "no {kind} mail to {recipient} reached the outbox within 5 s"
         );
         std::thread::sleep(Duration::from_millis(10));
     }

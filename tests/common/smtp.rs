@@ -317,6 +317,34 @@ impl SmtpServer {
         }
     }
 
+    /// The newest message to `recipient` whose text contains `needle`
+    /// (a link's path, say), waiting up to 10 s for one.
+    #[track_caller]
+    pub fn mail_with(&self, recipient: &str, needle: &str) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(m) = self
+                .received()
+                .into_iter()
+                .rev()
+                .find(|m| m.rcpt_tos.iter().any(|r| r == recipient) && m.text.contains(needle))
+            {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail to {recipient} with {needle:?} reached the SMTP server within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The newest reset mail to `recipient`, waiting up to 10 s for one.
+    #[track_caller]
+    pub fn reset_mail(&self, recipient: &str) -> Received {
+        self.mail_with(recipient, "/reset-password?token=")
+    }
+
     /// The newest message to `recipient`, waiting up to 10 s for one.
     #[track_caller]
     pub fn mail_to(&self, recipient: &str) -> Received {
