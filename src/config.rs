@@ -224,7 +224,7 @@ impl Config {
             reset_token_ttl: vars.number("RESET_TOKEN_TTL_SECONDS", 900, 1, 86_400)? as u64,
             reset_max_live_tokens: vars.number("RESET_MAX_LIVE_TOKENS", 3, 1, 100)? as u32,
             mail: mail_config(&vars)?,
-            verify_token_ttl: vars.number("VERIFY_TOKEN_TTL_SECONDS", 86_400, 60, 30 * 86_400)?
+            verify_token_ttl: vars.number("VERIFY_TOKEN_TTL_SECONDS", 86_400, 1, 30 * 86_400)?
                 as u64,
             require_verified_email: vars.flag("REQUIRE_VERIFIED_EMAIL")?,
             hide_account_existence: vars.flag("HIDE_ACCOUNT_EXISTENCE")?,

@@ -1,6 +1,7 @@
 //! The pages that emailed links open, in a real browser (Debian's Chromium,
 //! headless): the whole flow a user goes through, from the mail the test's
-//! SMTP server received to logging in with the new password over the API.
+//! SMTP server received to logging in over the API: a password reset, and
+//! verifying an address.
 //! Screenshots of each page are kept under `target/browser/`.
 
 mod common;
@@ -51,4 +52,38 @@ fn a_password_reset_from_the_mailed_link_in_a_browser() {
     login(&server, "walt@example.com", NEW);
     common::login_reply(&server, "walt@example.com", GOOD).assert_problem(401, "wrong_password");
     assert!(shots.join("reset-form.png").exists() && shots.join("reset-done.png").exists());
+}
+
+#[test]
+fn verifying_an_address_from_the_mailed_link_in_a_browser() {
+    let smtp = SmtpServer::start(Options::default());
+    let port = common::free_port();
+    let server = Server::builder()
+        .mail_to(&smtp)
+        .env("BIND_ADDR", &format!("127.0.0.1:{port}"))
+        .env("PUBLIC_URL", &format!("http://127.0.0.1:{port}"))
+        .env("APP_NAME", "Browser Test")
+        .env("REQUIRE_VERIFIED_EMAIL", "true")
+        .start();
+    register(&server, "vera@example.com", GOOD);
+    common::login_reply(&server, "vera@example.com", GOOD)
+        .assert_problem(403, "email_not_verified");
+    let link = smtp.mail_with("vera@example.com", "/verify-email").link();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{port}/verify-email?token=")),
+        "{link}"
+    );
+
+    let shots = common::browser::screenshot_dir();
+    common::browser::drive(
+        &link,
+        &json!([
+            {"expect": "Confirm your email address"},
+            {"screenshot": shots.join("verify-page.png")},
+            {"click": "Confirm my email address"},
+            {"expect": "vera@example.com is confirmed"},
+            {"screenshot": shots.join("verify-done.png")},
+        ]),
+    );
+    login(&server, "vera@example.com", GOOD);
 }

@@ -400,3 +400,38 @@ fn without_a_pepper_imported_hashes_are_not_marked_and_log_in() {
     let (hash, _) = stored(&db, "sam@example.com");
     assert!(rust_argon2::verify_encoded(&hash, b"sam's passphrase").unwrap());
 }
+
+#[test]
+fn imported_addresses_are_unverified_unless_the_line_says_so() {
+    let db = Arc::new(TestDb::new());
+    let lines = [
+        json!({"email": "uma@example.com", "password": "uma's fine passphrase"}).to_string(),
+        json!({"email": "val@example.com", "password": "val's fine passphrase", "email_verified": true})
+            .to_string(),
+        json!({"email": "wyn@example.com", "password": "wyn's fine passphrase", "email_verified": "yes"})
+            .to_string(),
+    ];
+    let run = import_users(&db, "-", Some(&lines.join("\n")));
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("line 3: \"email_verified\" must be true or false"),
+        "{}",
+        run.stdout
+    );
+    let server = Server::builder().db(&db).start();
+    let verified = |email: &str, password: &str| {
+        let reply = login_reply(&server, email, password);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()["user"]["email_verified"].clone()
+    };
+    assert_eq!(verified("uma@example.com", "uma's fine passphrase"), false);
+    assert_eq!(verified("val@example.com", "val's fine passphrase"), true);
+    // No verification mail is queued for imported accounts.
+    let mails: u64 = db
+        .conn()
+        .query_first("SELECT COUNT(*) FROM mail_outbox")
+        .unwrap()
+        .unwrap();
+    assert_eq!(mails, 0);
+}
