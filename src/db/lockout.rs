@@ -13,8 +13,25 @@
 //! reservation.
 
 use super::{Db, DbError};
-use mysql::params;
 use mysql::prelude::Queryable;
+use mysql::{Transaction, params};
+
+/// Where failures are counted: real accounts by id, or decoys by mailbox.
+#[derive(Clone, Copy)]
+enum Ledger {
+    Accounts,
+    Decoys,
+}
+
+impl Ledger {
+    /// The table and its key column; fixed strings, never input.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Ledger::Accounts => ("login_failures", "user_id"),
+            Ledger::Decoys => ("login_decoys", "email_key"),
+        }
+    }
+}
 
 /// The outcome of reserving a password check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,27 +56,33 @@ impl Db {
         window: u64,
         threshold: u32,
     ) -> Result<Attempt, DbError> {
-        self.transaction(|tx| {
-            let row: Option<(u32, u64)> = tx.exec_first(
-                "SELECT failures, window_start FROM login_failures WHERE user_id = :uid FOR UPDATE",
-                params! { "uid" => user_id },
+        let id = mysql::Value::from(user_id);
+        self.transaction(|tx| reserve(tx, Ledger::Accounts, &id, now, window, threshold))
+    }
+
+    /// [`Db::reserve_attempt`] for an address without an account, keyed by
+    /// its mailbox key (`login_decoys`): with `HIDE_ACCOUNT_EXISTENCE` the
+    /// same work, and the same lockout, as for a real account.
+    pub fn reserve_decoy_attempt(
+        &self,
+        email_key: &[u8; 32],
+        now: u64,
+        window: u64,
+        threshold: u32,
+    ) -> Result<Attempt, DbError> {
+        let key = mysql::Value::from(&email_key[..]);
+        self.transaction(|tx| reserve(tx, Ledger::Decoys, &key, now, window, threshold))
+    }
+
+    /// Deletes up to `batch` decoy rows whose window ended before `now -
+    /// window`; returns how many.
+    pub fn purge_old_decoys(&self, now: u64, window: u64, batch: u32) -> Result<u64, DbError> {
+        self.run(|conn| {
+            conn.exec_drop(
+                "DELETE FROM login_decoys WHERE window_start + :window <= :now LIMIT :batch",
+                params! { "window" => window, "now" => now, "batch" => batch },
             )?;
-            let (failures, window_start) = match row {
-                Some((failures, start)) if start + window > now => (failures, start),
-                _ => (0, now),
-            };
-            if failures >= threshold {
-                return Ok(Attempt::Locked {
-                    until: window_start + window,
-                });
-            }
-            tx.exec_drop(
-                "INSERT INTO login_failures (user_id, failures, window_start)
-                 VALUES (:uid, :failures, :start)
-                 ON DUPLICATE KEY UPDATE failures = :failures, window_start = :start",
-                params! { "uid" => user_id, "failures" => failures + 1, "start" => window_start },
-            )?;
-            Ok(Attempt::Reserved)
+            Ok(conn.affected_rows())
         })
     }
 
@@ -72,4 +95,37 @@ impl Db {
             )
         })
     }
+}
+
+/// The reservation itself, in one transaction, on either ledger.
+fn reserve(
+    tx: &mut Transaction<'_>,
+    ledger: Ledger,
+    key: &mysql::Value,
+    now: u64,
+    window: u64,
+    threshold: u32,
+) -> mysql::Result<Attempt> {
+    let (table, column) = ledger.table();
+    let row: Option<(u32, u64)> = tx.exec_first(
+        format!("SELECT failures, window_start FROM {table} WHERE {column} = :key FOR UPDATE"),
+        params! { "key" => key },
+    )?;
+    let (failures, window_start) = match row {
+        Some((failures, start)) if start + window > now => (failures, start),
+        _ => (0, now),
+    };
+    if failures >= threshold {
+        return Ok(Attempt::Locked {
+            until: window_start + window,
+        });
+    }
+    tx.exec_drop(
+        format!(
+            "INSERT INTO {table} ({column}, failures, window_start) VALUES (:key, :failures, :start)
+             ON DUPLICATE KEY UPDATE failures = :failures, window_start = :start"
+        ),
+        params! { "key" => key, "failures" => failures + 1, "start" => window_start },
+    )?;
+    Ok(Attempt::Reserved)
 }

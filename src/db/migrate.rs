@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_email_verification.sql",
         sql: include_str!("../../sql/0008_email_verification.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_login_decoys.sql",
+        sql: include_str!("../../sql/0009_login_decoys.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

@@ -5,6 +5,7 @@
 use super::Context;
 use super::auth::Authenticated;
 use crate::db::{Attempt, Credentials, Guarded};
+use crate::limits::HashPermit;
 use crate::error::ApiError;
 use crate::{email, log};
 use std::time::Instant;
@@ -32,9 +33,11 @@ pub(super) fn confirm_password(
 ///
 /// With `HIDE_ACCOUNT_EXISTENCE` every failure is 401 `invalid_credentials`
 /// after the same work: an unknown address (and a locked account, whose
-/// 429 would otherwise say it exists) spends its rate limit and a hashing
-/// slot on verifying `given` against a decoy hash made at start-up with the
-/// current parameters, as a wrong password for a real account does.
+/// 429 would otherwise say it exists) spends its rate limit, a hashing
+/// slot, a durable reservation of the attempt (`login_decoys`, so unknown
+/// addresses lock as accounts do) and one verification of `given` against
+/// a decoy hash made at start-up with the current parameters, as a wrong
+/// password for a real account does.
 pub(super) fn check_credentials(
     ctx: &Context,
     raw_email: &str,
@@ -50,35 +53,42 @@ pub(super) fn check_credentials(
         if !hide {
             return Err(ApiError::UnknownEmail);
         }
+        // The same steps as for a real account's wrong password: its rate
+        // limit, a hashing slot, a durable reservation, one verification.
         if let Some(address) = &address {
             rate_limit_mailbox(ctx, &address.key)?;
         }
-        verify_decoy(ctx, given)?;
+        let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
+        if let Some(address) = &address {
+            let (threshold, window) = (ctx.config.lockout_threshold, ctx.config.lockout_window);
+            ctx.db
+                .reserve_decoy_attempt(&address.key, ctx.now(), window, threshold)?;
+        }
+        verify_decoy(ctx, slot, given);
         return Err(ApiError::InvalidCredentials);
     };
     match verify_password(ctx, given, &account) {
         Ok(()) => Ok(account),
         Err(ApiError::WrongPassword) if hide => Err(ApiError::InvalidCredentials),
         Err(ApiError::TooManyAttempts(_)) if hide => {
-            verify_decoy(ctx, given)?;
+            let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
+            verify_decoy(ctx, slot, given);
             Err(ApiError::InvalidCredentials)
         }
         Err(e) => Err(e),
     }
 }
 
-/// Verifies `given` against the decoy hash, for the time it takes.
-fn verify_decoy(ctx: &Context, given: &str) -> Result<(), ApiError> {
+/// Verifies `given` against the decoy hash on `slot`, for the time it takes.
+fn verify_decoy(ctx: &Context, slot: HashPermit<'_>, given: &str) {
     let Some(decoy) = ctx.decoy_hash.clone() else {
-        return Ok(());
+        return;
     };
-    let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
     let (hasher, given) = (ctx.config.hasher.clone(), given.to_string());
     let started = Instant::now();
     // The outcome does not matter: no password matches a random one.
     let _ = slot.run(move || hasher.verify(&given, &decoy));
     ctx.metrics.hash_took(started.elapsed());
-    Ok(())
 }
 
 /// [`rate_limit_account`] for an address without an account, so that with

@@ -89,9 +89,12 @@ pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> 
             .db
             .purge_old_mail(now.saturating_sub(retention), BATCH)?;
         let links = ctx.db.purge_expired_email_tokens(now, BATCH)?;
-        total += sessions + resets + mails + links;
+        let decoys = ctx
+            .db
+            .purge_old_decoys(now, ctx.config.lockout_window, BATCH)?;
+        total += sessions + resets + mails + links + decoys;
         // A full batch of any means more may be left.
-        if [sessions, resets, mails, links]
+        if [sessions, resets, mails, links, decoys]
             .iter()
             .all(|n| *n < u64::from(BATCH))
         {
