@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod galera;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
