@@ -22,28 +22,46 @@
 //! - Ports come from below the kernel's ephemeral range, so a node restarted
 //!   after a kill finds its ports free even after thousands of client
 //!   connections.
+//! - A server joins a test's database through the nodes in any order with
+//!   `Server::builder().galera(&db, &[1, 0, 2])` (`DATABASE_URL` lists
+//!   `127.0.0.1:P1,127.0.0.1:P0,127.0.0.1:P2`). Its `Server::db` is not that
+//!   database, so `common::wait_for_mail` cannot read it: use
+//!   [`GaleraDb::wait_for_mail`].
+//! - A killed node is restarted as Debian's `galera_recovery` does it: its
+//!   last position is recovered from InnoDB first (`--wsrep-recover`), so it
+//!   rejoins by IST, not a full SST (which would also block the donor).
 //! - Run as root, the nodes run as `mysql` (the rsync daemon of an SST drops
 //!   root for `nobody`, who could not write the joiner's data directory).
+//! - Durability is relaxed for speed (`innodb_flush_log_at_trx_commit=2`):
+//!   a SIGKILLed `mariadbd` loses nothing the kernel already has, and no
+//!   test crashes the machine.
 //!
-//! Needs `mariadbd`, `mariadb-install-db`, `/usr/lib/galera/libgalera_smm.so`,
-//! `rsync` and `ss` (iproute2), and fails saying how to install them.
+//! Needs `mariadbd`, `mariadb-install-db` and `wsrep_sst_rsync`
+//! (mariadb-server), `/usr/lib/galera/libgalera_smm.so` (galera-4), `rsync`
+//! and `ss` (iproute2), and fails saying how to install them.
 
-use super::{Builder, TestDb};
+mod database;
+mod setup;
+
+// Every test binary compiles `common`; only the cluster tests use this.
+#[allow(unused_imports)]
+pub use database::GaleraDb;
+
 use mysql::prelude::Queryable;
-use std::io::Write;
+use setup::{
+    PROVIDER, check_prerequisites, chown_tree, free_ports, install, mariadbd, mysql_user_if_root,
+    start_watchdog,
+};
 use std::ops::Deref;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// Nodes in the cluster.
 pub const NODES: usize = 3;
-
-const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
-const INSTALL: &str = "apt-get install galera-4 mariadb-server rsync iproute2";
 
 /// Longest wait for a node to reach `Synced` (an SST under load included).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -218,7 +236,9 @@ impl Exclusive {
     /// and waits until it is synced.
     pub fn reconnect_node(&self, i: usize) {
         self.set_isolated(i, false)
-            .and_then(|()| self.wait_for(i, "to be synced", |s| s.synced() && s.size == NODES as u32))
+            .and_then(|()| {
+                self.wait_for(i, "to be synced", |s| s.synced() && s.size == NODES as u32)
+            })
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -227,16 +247,6 @@ impl Cluster {
     /// The SQL port of node `i`.
     pub fn port(&self, i: usize) -> u16 {
         self.ports[i].sql
-    }
-
-    /// A `DATABASE_URL` for database `db` listing the nodes in `order`
-    /// (`mysql://root@127.0.0.1:P2,127.0.0.1:P1/db` for `[1, 0]`).
-    pub fn url(&self, db: &str, order: &[usize]) -> String {
-        let hosts: Vec<String> = order
-            .iter()
-            .map(|&i| format!("127.0.0.1:{}", self.port(i)))
-            .collect();
-        format!("mysql://root@{}/{db}", hosts.join(","))
     }
 
     /// A connection to node `i` as root, with no database selected.
@@ -279,7 +289,8 @@ impl Cluster {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let watchdog = start_watchdog(&dir)?;
         let ports = free_ports()?;
         let owner = mysql_user_if_root()?;
@@ -482,114 +493,8 @@ impl Cluster {
     }
 }
 
-/// A database of one test on the cluster, created on node 0 (and so on
-/// every node), dropped when this value is dropped.
-pub struct GaleraDb {
-    /// The database's name.
-    pub name: String,
-    ports: Vec<u16>,
-}
-
-impl GaleraDb {
-    /// Creates an empty database with a unique name.
-    pub fn new(cluster: &Cluster) -> GaleraDb {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "auth_galera_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        cluster
-            .conn(0)
-            .query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-            .expect("CREATE DATABASE failed on node 0");
-        GaleraDb {
-            name,
-            ports: (0..NODES).map(|i| cluster.port(i)).collect(),
-        }
-    }
-
-    /// The `DATABASE_URL` of this database through the nodes in `order`.
-    pub fn url(&self, order: &[usize]) -> String {
-        let hosts: Vec<String> = order
-            .iter()
-            .map(|&i| format!("127.0.0.1:{}", self.ports[i]))
-            .collect();
-        format!("mysql://root@{}/{}", hosts.join(","), self.name)
-    }
-
-    /// A connection to this database on node `i` whose reads wait until
-    /// the node has applied everything committed anywhere before them
-    /// (`wsrep_sync_wait = 1`): what a test checks is the cluster's state,
-    /// not one node's lag.
-    pub fn conn(&self, i: usize) -> mysql::Conn {
-        let mut conn = connect(self.ports[i], Some(&self.name))
-            .unwrap_or_else(|e| panic!("cannot reach node {i}: {e}"));
-        conn.query_drop("SET SESSION wsrep_sync_wait = 1")
-            .expect("cannot set wsrep_sync_wait");
-        conn
-    }
-
-    /// The body of the newest outbox message to `recipient` (read on node
-    /// 0), waiting up to 5 s for one: `common::wait_for_mail` for a server
-    /// on the cluster, whose `Server::db` is not this database.
-    #[track_caller]
-    pub fn wait_for_mail(&self, recipient: &str) -> String {
-        let mut conn = self.conn(0);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let body: Option<String> = conn
-                .exec_first(
-                    "SELECT body FROM mail_outbox WHERE recipient = ? ORDER BY id DESC LIMIT 1",
-                    (recipient,),
-                )
-                .unwrap();
-            if let Some(body) = body {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no mail to {recipient} reached the outbox within 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for GaleraDb {
-    fn drop(&mut self) {
-        // Any node that answers will do: the drop replicates.
-        for &port in &self.ports {
-            if let Ok(mut conn) = connect(port, None)
-                && conn
-                    .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
-                    .is_ok()
-            {
-                return;
-            }
-        }
-    }
-}
-
-impl Builder {
-    /// Points the server at `db` on the cluster through the nodes in
-    /// `order`. Its `Server::db` is then a placeholder naming no database
-    /// on the plain test server (so `common::wait_for_mail` and the like
-    /// fail loudly): use [`GaleraDb`]'s methods instead.
-    pub fn galera(mut self, db: &GaleraDb, order: &[usize]) -> Builder {
-        static PLACEHOLDER: OnceLock<Arc<TestDb>> = OnceLock::new();
-        let placeholder = PLACEHOLDER.get_or_init(|| {
-            // A static is never dropped, so this TestDb never drops a
-            // database on the plain server.
-            Arc::new(TestDb {
-                name: "see_GaleraDb_this_server_is_on_the_cluster".to_string(),
-            })
-        });
-        self.db = Some(Arc::clone(placeholder));
-        self.env("DATABASE_URL", &db.url(order))
-    }
-}
-
+/// A root connection to the node listening on `port`, with timeouts so a
+/// stuck node fails the test instead of hanging it.
 fn connect(port: u16, db: Option<&str>) -> Result<mysql::Conn, String> {
     let opts = mysql::OptsBuilder::new()
         .ip_or_hostname(Some("127.0.0.1"))
@@ -621,158 +526,4 @@ fn status(port: u16) -> Result<Status, String> {
         }
     }
     Ok(status)
-}
-
-fn mariadbd() -> &'static str {
-    if Path::new("/usr/sbin/mariadbd").exists() {
-        "/usr/sbin/mariadbd"
-    } else {
-        "mariadbd"
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn check_prerequisites() -> Result<(), String> {
-    let mut missing = Vec::new();
-    if !Path::new(PROVIDER).exists() {
-        missing.push(PROVIDER.to_string());
-    }
-    if !Path::new("/usr/sbin/mariadbd").exists() && !on_path("mariadbd") {
-        missing.push("mariadbd".to_string());
-    }
-    for program in ["mariadb-install-db", "rsync", "ss"] {
-        if !on_path(program) {
-            missing.push(program.to_string());
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the cluster tests need {}, which are missing. Install them: `{INSTALL}`",
-            missing.join(", ")
-        ))
-    }
-}
-
-/// Starts the watchdog described in the module docs; returns the write end
-/// of its pipe.
-fn start_watchdog(dir: &Path) -> Result<ChildStdin, String> {
-    // Ignores the signals a terminal sends, waits for EOF, then kills every
-    // node whose PID file is there and removes the directory.
-    let script = r#"trap '' INT TERM HUP
-cat >/dev/null
-for f in "$0"/node*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
-sleep 1
-rm -rf "$0""#;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start the watchdog: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("the watchdog has no stdin")?;
-    // Nothing is ever written; an empty write only checks the pipe is open.
-    stdin.write_all(b"").map_err(|e| e.to_string())?;
-    Ok(stdin)
-}
-
-/// Four free ports per node on 127.0.0.1, below the ephemeral range (which
-/// starts at 32768 by default), starting at a point that differs between
-/// runs so concurrent test runs rarely probe the same ports.
-fn free_ports() -> Result<Vec<Ports>, String> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let seed = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) as usize;
-    let (low, span) = (20_000, 12_700);
-    let mut held = Vec::new();
-    for n in 0..span {
-        if held.len() == 4 * NODES {
-            break;
-        }
-        let port = (low + (seed + n) % span) as u16;
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push(listener);
-        }
-    }
-    if held.len() < 4 * NODES {
-        return Err(format!("fewer than {} free ports in 20000-32699", 4 * NODES));
-    }
-    let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
-    Ok(ports
-        .chunks(4)
-        .map(|p| Ports {
-            sql: p[0],
-            gcomm: p[1],
-            ist: p[2],
-            sst: p[3],
-        })
-        .collect())
-}
-
-/// `Some((uid, gid))` of `mysql` when this process runs as root.
-fn mysql_user_if_root() -> Result<Option<(u32, u32)>, String> {
-    use std::os::unix::fs::MetadataExt;
-    let me = std::fs::metadata("/proc/self").map_err(|e| e.to_string())?;
-    if me.uid() != 0 {
-        return Ok(None);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string())?;
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&"mysql") && f.len() > 3)
-                .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-                .flatten()
-        })
-        .map(Some)
-        .ok_or_else(|| format!("running as root needs the user mysql, which `{INSTALL}` creates"))
-}
-
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.is_dir() {
-            chown_tree(&path, uid, gid)?;
-        } else {
-            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
-/// Creates the system tables in `dir/data`, with a passwordless root for
-/// 127.0.0.1 (what `--auth-root-authentication-method=normal` makes).
-fn install(dir: &Path) -> Result<(), String> {
-    let out = Command::new("mariadb-install-db")
-        .arg(format!("--defaults-file={}", dir.join("my.cnf").display()))
-        .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run mariadb-install-db: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
