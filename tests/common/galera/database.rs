@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A database of one test on the cluster, created on node 0 (and so on
-/// every node), dropped when this value is dropped.
+/// A database of one test on the cluster, created on node 0 and there on
+/// every node once [`GaleraDb::new`] returns; dropped when this value is
+/// dropped.
 pub struct GaleraDb {
     /// The database's name.
     pub name: String,
@@ -28,6 +29,27 @@ impl GaleraDb {
             .conn(0)
             .query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
             .expect("CREATE DATABASE failed on node 0");
+        // The other nodes apply the DDL a moment later; a server connecting
+        // to one of them before that would be refused (1049 unknown
+        // database) and exit.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 1..NODES {
+            let mut conn = cluster.conn(i);
+            while conn
+                .exec_first::<String, _, _>(
+                    "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                    (&name,),
+                )
+                .expect("cannot list databases")
+                .is_none()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} did not create {name} within 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         GaleraDb {
             name,
             ports: (0..NODES).map(|i| cluster.port(i)).collect(),
