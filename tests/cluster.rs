@@ -9,9 +9,9 @@
 //!   then login, logout then `/auth/me`, a password change then the old
 //!   token, forgot then reset;
 //! - the lockout: 30 parallel wrong passwords over three nodes verify at most
-//!   `LOCKOUT_THRESHOLD`, the rest 429, in 20 bursts of 20;
+//!   `LOCKOUT_THRESHOLD`, the rest 429, in 20 bursts;
 //! - uniqueness: 20 parallel registrations of one email over three nodes,
-//!   one 201 and the rest 409, in 20 rounds of 20;
+//!   one 201 and the rest 409, in 20 rounds;
 //! - two couriers on different nodes deliver each queued message once.
 //!
 //! Node loss and a node cut off from the cluster are in `cluster/faults.rs`.

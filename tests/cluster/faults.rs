@@ -242,6 +242,21 @@ fn a_node_killed_under_load_costs_a_pause_and_no_error_and_rejoins() {
         (killed, detected, moved, rejoined)
     });
     let end = load.now();
+    // Whether the instances went back to the hosts they prefer: the
+    // server's connections to the test's database on each node now.
+    let connections: Vec<u64> = (0..NODES)
+        .map(|i| {
+            cluster
+                .conn(i)
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ?",
+                    (&db.name,),
+                )
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    println!("connections to the test's database per node 5 s after the rejoin: {connections:?}");
     println!(
         "killed node {VICTIM} at {killed:?}; the survivors saw a cluster of 2 after {:?}; \
          node {VICTIM} rejoined (synced) {:?} after the kill",
