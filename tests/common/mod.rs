@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod galera;
+pub mod smtp;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
