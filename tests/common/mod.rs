@@ -11,7 +11,6 @@
 pub mod browser;
 pub mod galera;
 pub mod smtp;
-pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
