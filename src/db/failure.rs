@@ -91,10 +91,13 @@ pub fn is_duplicate(e: &mysql::Error) -> bool {
 /// A failed database operation, as much as a caller needs to know.
 #[derive(Debug)]
 pub enum DbError {
-    /// The database could not be reached in time, the connection broke, the
-    /// node is not ready, or a conflict persisted through every retry: the
-    /// request may succeed later (503).
+    /// The database could not be reached in time, the connection broke, or
+    /// the node is not ready: the request may succeed later (503).
     Unavailable(String),
+    /// A conflict with other transactions persisted through every rerun:
+    /// the row is contended right now (503, unless the caller knows better:
+    /// a contended lockout row means the account is being hammered).
+    Busy(String),
     /// The database answered with an error the server did not expect: a bug
     /// or a schema out of step. The text is for the log, never a response.
     Query(String),
@@ -104,6 +107,7 @@ impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DbError::Unavailable(why) => write!(f, "database unavailable: {why}"),
+            DbError::Busy(why) => write!(f, "database busy: {why}"),
             DbError::Query(why) => write!(f, "database error: {why}"),
         }
     }
@@ -125,7 +129,8 @@ impl From<super::PoolError> for DbError {
 impl From<mysql::Error> for DbError {
     fn from(e: mysql::Error) -> Self {
         match kind(&e) {
-            Kind::Conflict | Kind::NotReady => DbError::Unavailable(e.to_string()),
+            Kind::Conflict => DbError::Busy(e.to_string()),
+            Kind::NotReady => DbError::Unavailable(e.to_string()),
             Kind::Duplicate | Kind::Other => DbError::Query(e.to_string()),
         }
     }
@@ -138,6 +143,10 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Unavailable(why) => {
                 log::error("database unavailable", &[("error", why.into())]);
+                ApiError::DatabaseUnavailable
+            }
+            DbError::Busy(why) => {
+                log::warn("database conflict persisted", &[("error", why.into())]);
                 ApiError::DatabaseUnavailable
             }
             DbError::Query(why) => {

@@ -4,9 +4,9 @@
 
 use super::Context;
 use super::auth::Authenticated;
-use crate::db::{Attempt, Credentials, Guarded};
-use crate::limits::HashPermit;
+use crate::db::{Attempt, Credentials, DbError, Guarded};
 use crate::error::ApiError;
+use crate::limits::HashPermit;
 use crate::{email, log};
 use std::time::Instant;
 
@@ -133,10 +133,17 @@ pub(super) fn verify_password(
     // while waiting for it would count a check that may never run.
     let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
     let now = ctx.now();
-    if let Attempt::Locked { until } =
-        ctx.db
-            .reserve_attempt(account.user.id, now, window, threshold)?
+    let reserved = match ctx
+        .db
+        .reserve_attempt(account.user.id, now, window, threshold)
     {
+        // Reservations for this account conflicting past every rerun: many
+        // guesses at once, from several nodes. Refuse this one as the lock
+        // would, without hashing.
+        Err(DbError::Busy(_)) => return Err(ApiError::TooManyAttempts(1)),
+        other => other?,
+    };
+    if let Attempt::Locked { until } = reserved {
         return Err(ApiError::TooManyAttempts(until.saturating_sub(now).max(1)));
     }
     // A hash imported from elsewhere while a pepper is set was made

@@ -77,9 +77,10 @@ impl GaleraDb {
         conn
     }
 
-    /// The body of the newest outbox message to `recipient` (read on node
-    /// 0), waiting up to 5 s for one: `common::wait_for_mail` for a server
-    /// on the cluster, whose `Server::db` is not this database.
+    /// The body of the newest reset mail to `recipient` in the outbox (read
+    /// on node 0; registration queues a verification mail too), waiting up
+    /// to 5 s for one: `common::wait_for_mail` for a server on the cluster,
+    /// whose `Server::db` is not this database.
     #[track_caller]
     pub fn wait_for_mail(&self, recipient: &str) -> String {
         let mut conn = self.conn(0);
@@ -87,7 +88,8 @@ impl GaleraDb {
         loop {
             let body: Option<String> = conn
                 .exec_first(
-                    "SELECT body FROM mail_outbox WHERE recipient = ? ORDER BY id DESC LIMIT 1",
+                    "SELECT body FROM mail_outbox WHERE recipient = ? AND kind = 'password_reset'
+                     ORDER BY id DESC LIMIT 1",
                     (recipient,),
                 )
                 .unwrap();
