@@ -170,6 +170,11 @@ compose_logs() {
 
 compose_up() {
     log "podman-compose up -d --build (docker-compose.yml as it is)"
+    # .env.example copied to .env must give the values it shows.
+    local config
+    config=$(compose --env-file .env.example config 2>/dev/null) || fail "podman-compose config with .env.example"
+    [[ $config == *$'\n      MAIL_FROM: auth-server <no-reply@localhost>\n'* ]] ||
+        fail ".env.example does not parse to the values it shows (MAIL_FROM)"
     compose_down
     compose up -d --build >"$scratch/up.log" 2>&1 || {
         cat "$scratch/up.log" >&2
