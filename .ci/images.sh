@@ -101,6 +101,12 @@ fresh() {
     [[ $have == "$want" ]] && note "$image: stand-in up to date ($want)"
 }
 
+# Removes the stand-in that a rebuild replaced, now untagged, unless images
+# built on it still need it (podman then refuses, which is fine).
+drop_previous() {
+    if [[ -n $1 ]]; then podman rmi "$1" >/dev/null 2>&1 || true; fi
+}
+
 # Labels and commits working container $1 as image $2 with recipe $3.
 commit() {
     local ctr=$1 image=$2 key=$3 what=$4
@@ -109,7 +115,10 @@ commit() {
         --label "$LABEL.recipe=$key" \
         --label "org.opencontainers.image.description=LOCAL STAND-IN for $image, not the real image: $what" \
         "$ctr"
+    local previous
+    previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
     buildah commit --quiet --rm "$ctr" "$image" >/dev/null
+    drop_previous "$previous"
     note "$image: built stand-in ($key) in $((SECONDS - started)) s"
 }
 
@@ -152,11 +161,14 @@ EOF
     printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
     chmod 755 "$root/usr/sbin/policy-rc.d"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    local previous
+    previous=$(podman image inspect --format '{{.Id}}' "$BASE" 2>/dev/null || true)
     tar -C "$root" -c . | podman import --quiet \
         --change 'CMD ["bash"]' \
         --change "LABEL $LABEL=debian-bookworm-minbase" \
         --change "LABEL $LABEL.recipe=$key" \
         - "$BASE" >/dev/null
+    drop_previous "$previous"
     rm -rf "$root"
     note "$BASE: imported debootstrap --variant=minbase bookworm ($key) in $((SECONDS - started)) s"
 }
