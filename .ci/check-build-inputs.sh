@@ -14,8 +14,8 @@
 #
 # The dep-info lists what rustc really read, so a new module, a new
 # embedded file or a renamed directory is caught without this script
-# knowing about it. Needs a release build (`cargo build --release`), which
-# it runs if the dep-info is missing.
+# knowing about it. Runs `cargo build --release` first (a no-op when the
+# release build is current) so that the dep-info is this checkout's.
 # Usage: .ci/check-build-inputs.sh   (exit 1 with one line per problem)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +29,8 @@ problem() {
 target_dir=$(cargo metadata --no-deps --format-version 1 --locked |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 depinfo=("$target_dir/release/auth-server.d" "$target_dir/release/libauth_server.d")
-if [[ ! -f ${depinfo[0]} || ! -f ${depinfo[1]} ]]; then
-    cargo build --release --locked
-fi
+# Up to date dep-info: a no-op after .ci/run's release build.
+cargo build --release --locked --quiet
 
 # The package's own files among the dependencies (registry crates live
 # elsewhere), relative to the checkout.
@@ -39,8 +38,11 @@ inputs=$(
     for file in "${depinfo[@]}"; do
         grep -q '\\ ' "$file" && problem "$file has a path with a space; this script cannot read it"
         cut -d: -f2- "$file" | tr ' ' '\n'
-    done | grep "^$root/" | sed "s|^$root/||" | sort -u
+    done | { grep "^$root/" || true; } | sed "s|^$root/||" | sort -u
 )
+if ! grep -qx 'src/main.rs' <<<"$inputs"; then
+    problem "cargo's dep-info (${depinfo[0]}) does not list $root/src/main.rs; cannot tell the build inputs"
+fi
 inputs+=$'\nCargo.toml\nCargo.lock'
 [[ -e build.rs ]] && inputs+=$'\nbuild.rs'
 
