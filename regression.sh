@@ -9,8 +9,9 @@
 #   # Also walk the password reset with the mailed token, which only exists
 #   # in the database's mail_outbox table. A local MariaDB/MySQL:
 #   RESET_MAIL_COMMAND='mysql -h127.0.0.1 -uroot auth -N -e "SELECT body FROM mail_outbox WHERE recipient=\"$1\" ORDER BY id DESC LIMIT 1"' ./regression.sh
-#   # The docker compose stack:
-#   RESET_MAIL_COMMAND='docker compose exec -T db mysql -uauth -pauth-local-only auth -N -e "SELECT body FROM mail_outbox WHERE recipient=\"$1\" ORDER BY id DESC LIMIT 1"' ./regression.sh
+#   # The docker compose stack (the option file holds the app's database
+#   # user, password and database; secrets-init wrote it):
+#   RESET_MAIL_COMMAND='docker compose exec -T db mysql --defaults-extra-file=/secrets/db_client.cnf -N -e "SELECT body FROM mail_outbox WHERE recipient=\"$1\" ORDER BY id DESC LIMIT 1"' ./regression.sh
 #
 # Environment:
 #   BASE_URL          scheme://host:port of the server (default http://localhost:8080)

@@ -36,7 +36,8 @@ pub struct Config {
     /// Argon2id with `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
     /// `ARGON2_PARALLELISM` and the optional `PASSWORD_PEPPER`.
     pub hasher: Hasher,
-    /// `DATABASE_URL`: `mysql://user:pass@host:port/db`. Secret.
+    /// `DATABASE_URL` (or the file `DATABASE_URL_FILE` names):
+    /// `mysql://user:pass@host:port/db`. Secret.
     pub database_url: String,
     /// `BIND_ADDR`: the listen address.
     pub bind_addr: String,
@@ -170,8 +171,7 @@ impl Config {
     /// value or `None` when it is unset. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let vars = Vars(&lookup);
-        let database_url = vars.required("DATABASE_URL")?;
-        check_database_url(&database_url)?;
+        let database_url = database_url(&vars)?;
         Ok(Config {
             keyring: keyring(&vars)?,
             token_ttl: vars.number("TOKEN_TTL_SECONDS", 3600, 1, 31_536_000)? as u64,
@@ -348,13 +348,6 @@ impl Vars<'_> {
         (self.0)(name).filter(|v| !v.is_empty())
     }
 
-    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).ok_or(ConfigError {
-            variable: name,
-            reason: "required but not set".into(),
-        })
-    }
-
     fn number(
         &self,
         name: &'static str,
@@ -483,15 +476,35 @@ fn hasher(vars: &Vars) -> Result<Hasher, ConfigError> {
     })
 }
 
+/// `DATABASE_URL`, or the contents of the file `DATABASE_URL_FILE` names,
+/// so that the password in it need not sit in the environment. Required;
+/// an invalid URL is reported against the variable it came through.
+fn database_url(vars: &Vars) -> Result<String, ConfigError> {
+    let variable = if vars.get("DATABASE_URL_FILE").is_some() {
+        "DATABASE_URL_FILE"
+    } else {
+        "DATABASE_URL"
+    };
+    let url = vars
+        .secret("DATABASE_URL", "DATABASE_URL_FILE")?
+        .ok_or(ConfigError {
+            variable: "DATABASE_URL",
+            reason: "required but not set (or set DATABASE_URL_FILE)".into(),
+        })?;
+    let url = String::from_utf8(url).map_err(|_| ConfigError {
+        variable,
+        reason: "must be a URL of the form mysql://user:password@host:port/database".into(),
+    })?;
+    check_database_url(&url, variable)?;
+    Ok(url)
+}
+
 /// Validates the URL's shape (one host or several, comma-separated)
 /// without echoing any of it.
-fn check_database_url(url: &str) -> Result<(), ConfigError> {
+fn check_database_url(url: &str, variable: &'static str) -> Result<(), ConfigError> {
     crate::db::parse_url(url)
         .map(drop)
-        .map_err(|reason| ConfigError {
-            variable: "DATABASE_URL",
-            reason,
-        })
+        .map_err(|reason| ConfigError { variable, reason })
 }
 
 #[cfg(test)]
@@ -669,5 +682,32 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let e = parse(&[URL, file]).unwrap_err();
         assert_eq!(e.variable, "TOKEN_SECRET_FILE");
+    }
+
+    #[test]
+    fn database_url_from_a_file() {
+        let path = std::env::temp_dir().join(format!("auth-server-db-url-{}", std::process::id()));
+        let file = ("DATABASE_URL_FILE", path.to_str().unwrap());
+        std::fs::write(&path, format!("{}\n", URL.1)).unwrap();
+        assert_eq!(parse(&[file, SECRET]).unwrap().database_url, URL.1);
+
+        let e = parse(&[file, URL, SECRET]).unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL");
+        assert!(e.to_string().contains("not both"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+
+        std::fs::write(&path, "postgres://u:hunter2@h/db\n").unwrap();
+        let e = parse(&[file, SECRET]).unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL_FILE");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        std::fs::write(&path, b"mysql://u:\xffhunter2@h:3306/db").unwrap();
+        let e = parse(&[file, SECRET]).unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL_FILE");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+
+        std::fs::remove_file(&path).unwrap();
+        let e = parse(&[file, SECRET]).unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL_FILE");
+        assert!(e.to_string().contains("cannot read"), "{e}");
     }
 }
