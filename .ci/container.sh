@@ -80,12 +80,14 @@ wait_healthy() {
     return 1
 }
 
-# Runs regression.sh against $1 with RESET_MAIL_COMMAND $2; its output goes
-# to the log, and only the summary and failures are shown.
+# Runs regression.sh against $1, reading mail with the settings given after
+# it (MAIL_COMMAND=... or MAILPIT_URL=...); its output goes to the log, and
+# only the summary and failures are shown.
 regression() {
-    local out status=0
+    local out status=0 base=$1
+    shift
     out=$(mktemp)
-    BASE_URL=$1 RESET_MAIL_COMMAND=$2 RATE_LIMIT_RECOVERY_SECONDS=0 ./regression.sh >"$out" 2>&1 || status=$?
+    env BASE_URL="$base" "$@" RATE_LIMIT_RECOVERY_SECONDS=0 ./regression.sh >"$out" 2>&1 || status=$?
     grep -E '^(FAIL|skip)' "$out" | cut -c1-160 || true
     tail -1 "$out"
     rm -f "$out"
@@ -136,7 +138,7 @@ run_image() {
     echo "   healthy; auth-server healthcheck and the image's HEALTHCHECK pass"
     # shellcheck disable=SC2016
     regression "http://127.0.0.1:$IMAGE_PORT" \
-        "mariadb -h127.0.0.1 -uroot $IMAGE_DB -N -e \"SELECT body FROM mail_outbox WHERE recipient=\\\"\$1\\\" ORDER BY id DESC LIMIT 1\"" ||
+        "MAIL_COMMAND=mariadb -h127.0.0.1 -uroot $IMAGE_DB -N -e \"SELECT body FROM mail_outbox WHERE recipient=\\\"\$1\\\" ORDER BY id DESC LIMIT 10\"" ||
         fail "regression.sh against the container"
     podman stop --time 15 auth-ci-image >/dev/null 2>&1
     local status
@@ -191,38 +193,26 @@ compose_up() {
     took "compose up"
 }
 
-# Sends a mail over SMTP to mail:1025 from inside the compose network (the
-# database container has bash) and reads it back through the published
-# inbox API, as a test of the app's mail wiring would.
+# After regression.sh read its links from the inbox: the app delivered
+# through its outbox, so every row is sent (none waits or failed), each sent
+# row's bodies are blanked, and the inbox's messages come from MAIL_FROM.
 compose_mail() {
-    local subject="ci-$RANDOM$RANDOM" listing id message
-    podman exec -i "$(container_of db)" bash -s "$subject" <<'EOF' || fail "SMTP to mail:1025 from the compose network"
-exec 3<>/dev/tcp/mail/1025
-expect() { read -r line <&3; [[ $line == "$1"* ]] || { echo "SMTP: expected $1, got $line" >&2; exit 1; }; }
-expect 220
-for command in "EHLO db" "MAIL FROM:<no-reply@localhost>" "RCPT TO:<ada@example.com>" "DATA"; do
-    printf '%s\r\n' "$command" >&3
-    if [[ $command == EHLO* ]]; then
-        while read -r line <&3; do [[ $line == 250\ * ]] && break; done
-    elif [[ $command == DATA ]]; then expect 354
-    else expect 250
-    fi
-done
-printf 'From: auth-server <no-reply@localhost>\r\nTo: ada@example.com\r\nSubject: %s\r\n\r\nReset: http://localhost:8080/reset-password?token=abc\r\n.\r\n' "$1" >&3
-expect 250
-printf 'QUIT\r\n' >&3
-EOF
+    local query counts="" listing
+    query="SELECT SUM(sent_at IS NULL AND failed_at IS NULL), SUM(failed_at IS NOT NULL), SUM(sent_at IS NOT NULL AND body <> ''), COUNT(*) FROM mail_outbox"
+    for _ in $(seq 1 20); do
+        counts=$(podman exec "$(container_of db)" mysql --defaults-extra-file=/secrets/db_client.cnf -N -e "$query" 2>/dev/null | tr '\t' ' ')
+        [[ $counts == "0 0 0 "* ]] && break
+        sleep 0.5
+    done
+    [[ $counts =~ ^0\ 0\ 0\ [1-9][0-9]*$ ]] ||
+        fail "mail_outbox (waiting, failed, sent with a body, all) is '$counts', not '0 0 0 N'"
     listing=$(curl -fsS "http://127.0.0.1:$MAIL_UI_PORT/api/v1/messages")
-    id=$(python3 -c 'import json, sys
-m = json.load(sys.stdin)["messages"][0]
-assert m["Subject"] == sys.argv[1], m["Subject"]
-assert m["To"][0]["Address"] == "ada@example.com" and m["From"]["Address"] == "no-reply@localhost"
-print(m["ID"])' "$subject" <<<"$listing") || fail "the inbox API's newest message is not the one sent"
-    message=$(curl -fsS "http://127.0.0.1:$MAIL_UI_PORT/api/v1/message/$id")
-    python3 -c 'import json, sys; assert "reset-password?token=abc" in json.load(sys.stdin)["Text"]' <<<"$message" ||
-        fail "the inbox API's message has not the text sent"
+    python3 -c 'import json, sys
+m = json.load(sys.stdin)["messages"]
+assert m and all(x["From"]["Address"] == "no-reply@localhost" for x in m), [x["From"] for x in m]' <<<"$listing" ||
+        fail "the inbox holds mail not from MAIL_FROM, or none"
     curl -fsS -X DELETE "http://127.0.0.1:$MAIL_UI_PORT/api/v1/messages" >/dev/null
-    echo "   mail: SMTP to mail:1025 from the network, read back on 127.0.0.1:$MAIL_UI_PORT/api/v1"
+    echo "   mail: ${counts##* } outbox rows, all sent over SMTP to mail:1025 and blanked; read back on 127.0.0.1:$MAIL_UI_PORT/api/v1"
 }
 
 compose_hardening() {
@@ -269,11 +259,8 @@ compose_hardening() {
 
 compose_checks() {
     log "compose stack: regression.sh, hardening, mail"
-    # The README's way to read the outbox, with podman-compose for docker
-    # compose.
-    # shellcheck disable=SC2016
-    regression "http://127.0.0.1:$APP_PORT" \
-        "podman-compose -p $PROJECT exec -T db mysql --defaults-extra-file=/secrets/db_client.cnf -N -e \"SELECT body FROM mail_outbox WHERE recipient=\\\"\$1\\\" ORDER BY id DESC LIMIT 1\"" ||
+    # The README's way to read the mail: the stack delivers it to Mailpit.
+    regression "http://127.0.0.1:$APP_PORT" "MAILPIT_URL=http://127.0.0.1:$MAIL_UI_PORT" ||
         fail "regression.sh against the compose stack"
     compose_hardening
     compose_mail
