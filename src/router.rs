@@ -216,4 +216,39 @@ mod tests {
             );
         }
     }
+
+    /// The OpenAPI document describes every JSON route with exactly its
+    /// methods, and nothing else; the HTML pages are for people, not
+    /// clients, and stay out of it.
+    #[test]
+    fn the_openapi_document_lists_every_api_route_and_method() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../docs/openapi.json")).unwrap();
+        let documented = doc["paths"].as_object().unwrap();
+        let pages = ["/reset-password", "/verify-email", "/confirm-email"];
+        let mut routed = Vec::new();
+        for path in PATHS.iter().filter(|p| !pages.contains(p)) {
+            let route = resolve(path).unwrap();
+            routed.push(route.pattern);
+            let operations = documented
+                .get(route.pattern)
+                .unwrap_or_else(|| panic!("{} is not in docs/openapi.json", route.pattern));
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            let mut expected: Vec<String> =
+                route.methods.iter().map(|(m, _)| m.to_string()).collect();
+            methods.sort();
+            expected.sort();
+            assert_eq!(methods, expected, "{}", route.pattern);
+        }
+        let extra: Vec<&String> = documented
+            .keys()
+            .filter(|p| !routed.contains(&p.as_str()))
+            .collect();
+        assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+    }
 }
