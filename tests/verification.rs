@@ -167,6 +167,31 @@ fn require_verified_email_refuses_unverified_logins_after_the_password() {
 }
 
 #[test]
+fn a_used_reset_link_proves_the_address_too() {
+    let server = Server::builder()
+        .env("REQUIRE_VERIFIED_EMAIL", "true")
+        .start();
+    register(&server, "zoe@example.com", GOOD);
+    login_reply(&server, "zoe@example.com", GOOD).assert_problem(403, "email_not_verified");
+    let forgot = server.json(
+        "POST",
+        "/auth/password/forgot",
+        &json!({"email": "zoe@example.com"}),
+    );
+    assert_eq!(forgot.status, 202);
+    let token = link_token(&server, "zoe@example.com", "password_reset");
+    let reset = server.json(
+        "POST",
+        "/auth/password/reset",
+        &json!({"token": token, "new_password": NEW}),
+    );
+    assert_eq!(reset.status, 204, "{}", reset.text());
+    let reply = login_reply(&server, "zoe@example.com", NEW);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["user"]["email_verified"], true);
+}
+
+#[test]
 fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
     let server = Server::builder()
         .env("MAIL_RECIPIENT_COOLDOWN_SECONDS", "0")

@@ -72,7 +72,9 @@ impl Db {
     /// token used (only if it still is unused and unexpired, so it works
     /// once even under concurrent use), sets the new hash and ends what the
     /// old password opened (see `end_everything_after_new_password`).
-    /// The notice `notice` writes goes to the account's address in the same
+    /// The link went to the account's address (a move to another voids
+    /// it), so using it also proves the address, as a verification link
+    /// would. The notice `notice` writes goes to the account's address in the same
     /// transaction. `Some` with the number of sessions ended, `None` if the
     /// token was used or voided meanwhile.
     pub fn complete_reset(
@@ -94,7 +96,8 @@ impl Db {
                 return Ok(None);
             }
             tx.exec_drop(
-                "UPDATE users SET password_hash = :hash, password_unpeppered = 0, updated_at = :now
+                "UPDATE users SET password_hash = :hash, password_unpeppered = 0, updated_at = :now,
+                   email_verified_at = COALESCE(email_verified_at, :now)
                  WHERE id = :uid",
                 params! { "hash" => new_hash, "now" => now, "uid" => user_id },
             )?;
