@@ -87,7 +87,8 @@ regression() {
     local out status=0 base=$1
     shift
     out=$(mktemp)
-    env BASE_URL="$base" "$@" RATE_LIMIT_RECOVERY_SECONDS=0 ./regression.sh >"$out" 2>&1 || status=$?
+    env -u MAIL_COMMAND -u MAILPIT_URL BASE_URL="$base" "$@" RATE_LIMIT_RECOVERY_SECONDS=0 \
+        ./regression.sh >"$out" 2>&1 || status=$?
     grep -E '^(FAIL|skip)' "$out" | cut -c1-160 || true
     tail -1 "$out"
     rm -f "$out"
