@@ -1,7 +1,7 @@
 //! The pages that emailed links open, in a real browser (Debian's Chromium,
 //! headless): the whole flow a user goes through, from the mail the test's
-//! SMTP server received to logging in over the API: a password reset, and
-//! verifying an address.
+//! SMTP server received to logging in over the API: a password reset,
+//! verifying an address, and moving the account to a new one.
 //! Screenshots of each page are kept under `target/browser/`.
 
 mod common;
@@ -86,4 +86,44 @@ fn verifying_an_address_from_the_mailed_link_in_a_browser() {
         ]),
     );
     login(&server, "vera@example.com", GOOD);
+}
+
+#[test]
+fn changing_the_address_from_the_mailed_link_in_a_browser() {
+    let smtp = SmtpServer::start(Options::default());
+    let port = common::free_port();
+    let server = Server::builder()
+        .mail_to(&smtp)
+        .env("BIND_ADDR", &format!("127.0.0.1:{port}"))
+        .env("PUBLIC_URL", &format!("http://127.0.0.1:{port}"))
+        .env("APP_NAME", "Browser Test")
+        .start();
+    register(&server, "old@example.com", GOOD);
+    let token = login(&server, "old@example.com", GOOD);
+    let pending = server.json_auth(
+        "PATCH",
+        "/auth/me",
+        &token,
+        &json!({"email": "new@example.com", "current_password": GOOD}),
+    );
+    assert_eq!(pending.status, 202, "{}", pending.text());
+    let link = smtp.mail_with("new@example.com", "/confirm-email").link();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{port}/confirm-email?token=")),
+        "{link}"
+    );
+
+    let shots = common::browser::screenshot_dir();
+    common::browser::drive(
+        &link,
+        &json!([
+            {"expect": "Confirm your new email address"},
+            {"screenshot": shots.join("confirm-page.png")},
+            {"click": "Confirm the new address"},
+            {"expect": "Your account now uses new@example.com"},
+            {"screenshot": shots.join("confirm-done.png")},
+        ]),
+    );
+    login(&server, "new@example.com", GOOD);
+    common::login_reply(&server, "old@example.com", GOOD).assert_problem(404, "unknown_email");
 }
