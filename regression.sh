@@ -1057,6 +1057,73 @@ section_logout() {
     check_status 200 "a login after logout-all works"
 }
 
+# section_refresh: refresh tokens: rotation, the grace for the token just
+# traded, reuse two generations back ending the session, the two kinds of
+# token kept apart, and logout ending the refresh token too.
+section_refresh() {
+    local email_f pass_f first second third access rt
+    email_f=$(email refresh)
+    pass_f="Reg-pass-$RUN_ID-f"
+    register_ok "register the refresh user" "$email_f" "$pass_f"
+    login "$email_f" "$pass_f"
+    check_json "login gives a refresh token of 99 base64url characters" \
+        'bool(re.fullmatch(r"[A-Za-z0-9_-]{55}\.[A-Za-z0-9_-]{43}", d["refresh_token"]))' true
+    check_json "login's refresh_expires_at is RFC 3339 and after expires_at" \
+        'bool(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", d["refresh_expires_at"])) and d["refresh_expires_at"] > d["expires_at"]' true
+    first=$(json_get 'd["refresh_token"]')
+    access=$TOKEN
+
+    post_json /auth/refresh "$(obj refresh_token "$first")"
+    check_status 200 "POST /auth/refresh is 200"
+    check_json "refresh answers like login: a Bearer token, a refresh token, the user" \
+        '[d["token_type"], len(d["refresh_token"]), d["user"]["email"], d["expires_in"] > 0]' \
+        "[\"Bearer\", 99, \"$email_f\", true]"
+    second=$(json_get 'd["refresh_token"]')
+    check_eq "the refresh token rotated (tokens not shown)" "new" "$([[ $second != "$first" ]] && echo new || echo same)"
+    auth GET /auth/me "$(json_get 'd["token"]')"
+    check_status 200 "the refreshed access token works"
+    auth GET /auth/me "$access"
+    check_status 200 "the login's access token still works until it expires"
+
+    # Within REFRESH_REUSE_GRACE_SECONDS (10 s by default) the token just
+    # traded is answered with the current pair again.
+    post_json /auth/refresh "$(obj refresh_token "$first")"
+    check_status 200 "the token just traded, at once again, is 200 (the reuse grace)"
+    check_eq "within the grace it answers the current refresh token, not a new one (tokens not shown)" \
+        "current" "$([[ $(json_get 'd["refresh_token"]') == "$second" ]] && echo current || echo other)"
+    post_json /auth/refresh "$(obj refresh_token "$second")"
+    check_status 200 "the current refresh token rotates"
+    third=$(json_get 'd["refresh_token"]')
+    auth GET /auth/sessions "$(json_get 'd["token"]')"
+    check_json "the session list shows last_refreshed_at" \
+        '[s["last_refreshed_at"] is not None for s in d["sessions"]]' "[true]"
+    post_json /auth/refresh "$(obj refresh_token "$first")"
+    check_problem 401 refresh_token_reused "a refresh token two generations back is 401 refresh_token_reused"
+    post_json /auth/refresh "$(obj refresh_token "$third")"
+    check_problem 401 invalid_refresh_token "after a reuse the newest refresh token is 401 invalid_refresh_token"
+    auth GET /auth/me "$access"
+    check_unauthorized token_revoked "after a reuse the session's access token is 401 token_revoked"
+
+    login "$email_f" "$pass_f"
+    rt=$(json_get 'd["refresh_token"]')
+    post_json /auth/refresh "$(obj refresh_token "$TOKEN")"
+    check_problem 401 invalid_refresh_token "an access token at /auth/refresh is 401 invalid_refresh_token"
+    auth GET /auth/me "$rt"
+    check_unauthorized invalid_token "a refresh token as Bearer is 401 invalid_token"
+    post_json /auth/refresh "$(obj refresh_token "$(tamper "$rt")")"
+    check_problem 401 invalid_refresh_token "a tampered refresh token is 401 invalid_refresh_token"
+    post_json /auth/refresh '{}'
+    check_problem 400 missing_field "refresh without refresh_token is 400 missing_field"
+    req POST /auth/refresh -H 'Content-Type: text/plain' --data-binary "$(obj refresh_token "$rt")"
+    check_problem 415 unsupported_media_type "refresh with Content-Type text/plain is 415 unsupported_media_type"
+    req GET /auth/refresh
+    check_problem 405 method_not_allowed "GET /auth/refresh is 405 method_not_allowed"
+    auth POST /auth/logout "$TOKEN"
+    check_status 204 "logout of the refresh user's new session is 204"
+    post_json /auth/refresh "$(obj refresh_token "$rt")"
+    check_problem 401 invalid_refresh_token "after logout its refresh token is 401 invalid_refresh_token"
+}
+
 section_password() {
     local email_p pass_p new_p t
     email_p=$(email password)
@@ -1385,6 +1452,7 @@ if [[ $SHORT_TTL == 1 ]]; then
     skip "GET /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "sessions checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "logout and logout-all checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
+    skip "refresh token checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "password change checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "PATCH /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
     skip "DELETE /auth/me checks (EXPECT_SHORT_TTL=1: tokens expire within 2 s)"
@@ -1395,6 +1463,7 @@ else
     section_me
     section_sessions
     section_logout
+    section_refresh
     section_password
     section_update_me
     section_delete_me

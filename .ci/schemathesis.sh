@@ -146,6 +146,7 @@ run "every operation that keeps the token alive" "$main_token" "$MAX_EXAMPLES" \
     --include-operation-id openapi \
     --include-operation-id register \
     --include-operation-id login \
+    --include-operation-id refresh \
     --include-operation-id changePassword \
     --include-operation-id forgotPassword \
     --include-operation-id resetPassword \

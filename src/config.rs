@@ -31,8 +31,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Config {
     /// `TOKEN_SECRET` signs new tokens; `TOKEN_SECRETS_PREVIOUS` only verify.
     pub keyring: Keyring,
-    /// `TOKEN_TTL_SECONDS`: how long a session token is valid.
+    /// `TOKEN_TTL_SECONDS`: how long an access token is valid (never past
+    /// its session's end).
     pub token_ttl: u64,
+    /// `SESSION_IDLE_SECONDS`, `SESSION_MAX_SECONDS` and
+    /// `REFRESH_REUSE_GRACE_SECONDS`: how long sessions live.
+    pub sessions: SessionPolicy,
     /// Argon2id with `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
     /// `ARGON2_PARALLELISM` and the optional `PASSWORD_PEPPER`.
     pub hasher: Hasher,
@@ -102,11 +106,29 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// How long a session lives: until it has not been refreshed for `idle`
+/// seconds, or `max` seconds after its login, whichever comes first (see
+/// `db::sessions`). All in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// `SESSION_IDLE_SECONDS` (default 7 days): the longest time between a
+    /// login or refresh and the next refresh.
+    pub idle: u64,
+    /// `SESSION_MAX_SECONDS` (default 30 days): the longest a session lives
+    /// from its login, however often it is refreshed.
+    pub max: u64,
+    /// `REFRESH_REUSE_GRACE_SECONDS` (default 10): how long after a refresh
+    /// the refresh token it replaced is still answered (with the current
+    /// tokens) instead of ending the session as reused.
+    pub reuse_grace: u64,
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("keyring", &self.keyring)
             .field("token_ttl", &self.token_ttl)
+            .field("sessions", &self.sessions)
             .field("hasher", &self.hasher)
             .field("database_url", &"<redacted>")
             .field("bind_addr", &self.bind_addr)
@@ -175,6 +197,11 @@ impl Config {
         Ok(Config {
             keyring: keyring(&vars)?,
             token_ttl: vars.number("TOKEN_TTL_SECONDS", 3600, 1, 31_536_000)? as u64,
+            sessions: SessionPolicy {
+                idle: vars.number("SESSION_IDLE_SECONDS", 604_800, 1, 31_536_000)? as u64,
+                max: vars.number("SESSION_MAX_SECONDS", 2_592_000, 1, 31_536_000)? as u64,
+                reuse_grace: vars.number("REFRESH_REUSE_GRACE_SECONDS", 10, 0, 300)? as u64,
+            },
             hasher: hasher(&vars)?,
             database_url,
             bind_addr: vars
@@ -540,6 +567,14 @@ mod tests {
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.reset_url_base, "http://localhost:8080/reset-password");
         assert_eq!(c.reset_token_ttl, 900);
+        assert_eq!(
+            c.sessions,
+            SessionPolicy {
+                idle: 604_800,
+                max: 2_592_000,
+                reuse_grace: 10
+            }
+        );
         let e = parse(&[URL, SECRET, ("RESET_URL_BASE", "https://x.io/r?a=1")]).unwrap_err();
         assert_eq!(e.variable, "RESET_URL_BASE");
         let e = parse(&[URL, SECRET, ("TRUSTED_PROXIES", "10.0.0.0/99")]).unwrap_err();

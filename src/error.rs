@@ -110,6 +110,12 @@ pub enum ApiError {
     /// 401 `token_revoked`: the token's session was ended (logout, logout
     /// everywhere, session deletion or a password change).
     TokenRevoked,
+    /// 401 `invalid_refresh_token`: malformed, forged, or its session has
+    /// ended.
+    InvalidRefreshToken,
+    /// 401 `refresh_token_reused`: a refresh token that was rotated away
+    /// came back after the grace, so its session was ended.
+    RefreshTokenReused,
 }
 
 impl ApiError {
@@ -142,7 +148,9 @@ impl ApiError {
             | ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::TokenExpired
-            | ApiError::TokenRevoked => 401,
+            | ApiError::TokenRevoked
+            | ApiError::InvalidRefreshToken
+            | ApiError::RefreshTokenReused => 401,
         }
     }
 
@@ -179,6 +187,8 @@ impl ApiError {
             ApiError::InvalidToken => "invalid_token",
             ApiError::TokenExpired => "token_expired",
             ApiError::TokenRevoked => "token_revoked",
+            ApiError::InvalidRefreshToken => "invalid_refresh_token",
+            ApiError::RefreshTokenReused => "refresh_token_reused",
         }
     }
 
@@ -240,6 +250,14 @@ impl ApiError {
             ApiError::InvalidToken => "The token is malformed or not signed by this server.".into(),
             ApiError::TokenExpired => "The token has expired; log in again.".into(),
             ApiError::TokenRevoked => "The token's session has ended; log in again.".into(),
+            ApiError::InvalidRefreshToken => {
+                "The refresh token is malformed, not ours, or its session has ended; log in again."
+                    .into()
+            }
+            ApiError::RefreshTokenReused => {
+                "This refresh token was already used, so its session was ended; log in again."
+                    .into()
+            }
         }
     }
 
@@ -284,7 +302,11 @@ impl ApiError {
             ApiError::MissingToken | ApiError::WrongPassword | ApiError::InvalidCredentials => {
                 response.set_header("WWW-Authenticate", "Bearer")
             }
-            ApiError::InvalidToken | ApiError::TokenExpired | ApiError::TokenRevoked => {
+            ApiError::InvalidToken
+            | ApiError::TokenExpired
+            | ApiError::TokenRevoked
+            | ApiError::InvalidRefreshToken
+            | ApiError::RefreshTokenReused => {
                 response.set_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
             }
             _ => {}
@@ -348,6 +370,8 @@ mod tests {
             ApiError::InvalidToken,
             ApiError::TokenExpired,
             ApiError::TokenRevoked,
+            ApiError::InvalidRefreshToken,
+            ApiError::RefreshTokenReused,
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();
         assert!(

@@ -2,8 +2,8 @@
 //!
 //! A small, auditable authentication server: HTTP clients register, log in,
 //! change passwords and manage sessions with JSON requests; accounts live in
-//! MySQL; passwords are kept only as Argon2id hashes; a login returns an
-//! HMAC-SHA256 session token in a documented format.
+//! MySQL; passwords are kept only as Argon2id hashes; a login returns
+//! HMAC-SHA256 access and refresh tokens in a documented format.
 //!
 //! The shape is deliberate: a synchronous server with few dependencies that
 //! one person can audit in an afternoon. No async runtime, no web framework,
@@ -16,12 +16,12 @@
 //! | [`router`] | method and path to handler |
 //! | [`context`] | what handlers and workers share: settings, database, defences |
 //! | [`handlers`] | the endpoints' rules, one file per area of the API |
-//! | [`pages`] | the HTML pages that mailed links open (the password reset form) |
+//! | [`pages`] | the HTML pages that mailed links open (reset, verify, confirm) |
 //! | [`error`] | every failure's status, code and problem+json body |
 //! | [`db`] | the connection pool, migrations and every SQL statement, one file per area |
 //! | [`mail`] | the mail resolver (requests to outbox) and the SMTP courier (outbox to relay) |
 //! | [`secret`] | fresh random tokens and the digests stored instead |
-//! | [`token`] | the session token format: signing and strict verification |
+//! | [`token`] | the access and refresh token formats: signing and strict verification |
 //! | [`password`] | Argon2id hashing and the password rules |
 //! | [`email`] | email validation and normalisation |
 //! | [`limits`] | the hashing gate, the rate limiter, trusted proxies |

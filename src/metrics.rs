@@ -66,6 +66,7 @@ pub struct Metrics {
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
     hashes: Mutex<Histogram>,
     logins: Mutex<BTreeMap<&'static str, u64>>,
+    refreshes: Mutex<BTreeMap<&'static str, u64>>,
     sessions_created: AtomicU64,
     sessions_ended: AtomicU64,
     mail_queued: AtomicU64,
@@ -105,6 +106,12 @@ impl Metrics {
     /// Counts a login outcome: `ok` or the error code.
     pub fn login(&self, outcome: &'static str) {
         *lock(&self.logins).entry(outcome).or_default() += 1;
+    }
+
+    /// Counts a refresh outcome: `ok` or the error code
+    /// (`refresh_token_reused` counts the sessions ended for reuse).
+    pub fn refresh(&self, outcome: &'static str) {
+        *lock(&self.refreshes).entry(outcome).or_default() += 1;
     }
 
     /// Counts a session created by a login.
@@ -196,6 +203,18 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "auth_login_outcomes_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        family(
+            &mut out,
+            "auth_refresh_outcomes_total",
+            "counter",
+            "Refreshes by outcome: ok or the error code (refresh_token_reused: a session ended for reuse).",
+        );
+        for (outcome, n) in lock(&self.refreshes).iter() {
+            let _ = writeln!(
+                out,
+                "auth_refresh_outcomes_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         family(

@@ -45,6 +45,7 @@ fn resolve(path: &str) -> Option<Route> {
         "/openapi.json" => route("/openapi.json", "GET, HEAD", &[("GET", handlers::openapi)]),
         "/auth/register" => route("/auth/register", "POST", &[("POST", handlers::register)]),
         "/auth/login" => route("/auth/login", "POST", &[("POST", handlers::login)]),
+        "/auth/refresh" => route("/auth/refresh", "POST", &[("POST", handlers::refresh)]),
         "/auth/password" => route(
             "/auth/password",
             "POST",
@@ -172,6 +173,7 @@ mod tests {
         "/openapi.json",
         "/auth/register",
         "/auth/login",
+        "/auth/refresh",
         "/auth/password",
         "/auth/password/forgot",
         "/auth/password/reset",

@@ -1,8 +1,9 @@
 //! Session tokens: a small, fixed-layout HMAC-SHA256 token format (not JWT).
 //!
-//! This module owns the byte format of the session token handed to clients after
+//! This module owns the byte format of the access token handed to clients after
 //! log-in, the keys that sign it, and the one function that decides whether a token
-//! string is acceptable. The full specification, with rationale and a worked test
+//! string is acceptable. The refresh token, signed by the same keys, is
+//! [`refresh`]. The full specification, with rationale and a worked test
 //! vector, is `docs/token.md`; `docs/verify_token.py` is an independent reference
 //! verifier in Python. What follows is the normative summary.
 //!
@@ -63,6 +64,8 @@
 //!
 //! Secrets never appear in `Debug` output or errors: [`Key`] prints only its id and
 //! no error carries a secret or a token.
+
+pub mod refresh;
 
 use std::fmt;
 
@@ -401,7 +404,9 @@ fn write_field(payload: &mut [u8; PAYLOAD_LEN], offset: usize, field: &[u8]) {
     payload[offset..offset + field.len()].copy_from_slice(field);
 }
 
-fn read_field<const N: usize>(payload: &[u8; PAYLOAD_LEN], offset: usize) -> [u8; N] {
+/// The `N` bytes of a fixed-layout payload (this module's, or a refresh
+/// token's) at `offset`.
+fn read_field<const N: usize>(payload: &[u8], offset: usize) -> [u8; N] {
     let mut field = [0u8; N];
     field.copy_from_slice(&payload[offset..offset + N]);
     field

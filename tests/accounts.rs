@@ -181,7 +181,15 @@ fn assert_logged_in(reply: &Reply, user: &Value, ttl: u64) -> String {
     let body = reply.json();
     assert_eq!(
         keys(&body),
-        ["expires_at", "expires_in", "token", "token_type", "user"],
+        [
+            "expires_at",
+            "expires_in",
+            "refresh_expires_at",
+            "refresh_token",
+            "token",
+            "token_type",
+            "user"
+        ],
         "body: {body}"
     );
     assert_eq!(body["token_type"], "Bearer");
@@ -1087,9 +1095,15 @@ fn issued_tokens_pass_the_python_reference_verifier() {
         )
         .unwrap()
         .unwrap_or_else(|| panic!("no session row with id {session_id}"));
+    // The session outlives its access token: it ends after a week idle.
     assert_eq!(
-        (row_user, row_created, row_expires),
-        (user["id"].as_u64().unwrap(), issued_at, expires_at)
+        (row_user, row_created, row_expires, expires_at - issued_at),
+        (
+            user["id"].as_u64().unwrap(),
+            issued_at,
+            issued_at + 604_800,
+            3600
+        )
     );
 
     // One character flipped in the middle of the MAC part.
@@ -1138,7 +1152,11 @@ fn token_ttl_setting_is_reported() {
         .query_first("SELECT created_at, expires_at FROM sessions")
         .unwrap()
         .unwrap();
-    assert_eq!(expires - created, 120);
+    assert_eq!(
+        expires - created,
+        604_800,
+        "the session's end is SESSION_IDLE_SECONDS away, not the token's"
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //!   one 201 and the rest 409, in 20 rounds;
 //! - two couriers on different nodes deliver each queued message once.
 //!
-//! Node loss and a node cut off from the cluster are in `cluster/faults.rs`.
+//! Node loss and a node cut off from the cluster are in `cluster/faults.rs`;
+//! parallel refreshes of one token over three nodes in `cluster/refresh.rs`.
 //!
 //! Each test counts every outcome and asserts on the whole tally, so a
 //! failure says how often and how it went wrong, not only that it did.
@@ -22,6 +23,8 @@
 mod common;
 #[path = "cluster/faults.rs"]
 mod faults;
+#[path = "cluster/refresh.rs"]
+mod refresh;
 
 use common::galera::{self, Cluster, GaleraDb, NODES};
 use common::smtp::{Options, SmtpServer};

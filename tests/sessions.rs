@@ -633,7 +633,9 @@ fn sessions_lists_live_sessions_newest_first() {
             assert_eq!(s["ip"], "127.0.0.1");
             assert_eq!(s["user_agent"], USER_AGENT);
             assert!(s["current"].is_boolean());
-            assert_eq!(s["expires_at"], logins[i]["expires_at"], "{s}");
+            // The session's end, not its access token's.
+            assert_eq!(s["expires_at"], logins[i]["refresh_expires_at"], "{s}");
+            assert_eq!(s["last_refreshed_at"], Value::Null, "{s}");
             let created = s["created_at"].as_str().unwrap();
             assert!(
                 created.len() == 20 && created.ends_with('Z') && &created[10..11] == "T",
@@ -649,6 +651,7 @@ fn sessions_lists_live_sessions_newest_first() {
                     "expires_at",
                     "id",
                     "ip",
+                    "last_refreshed_at",
                     "user_agent"
                 ]
             );
@@ -677,12 +680,13 @@ fn sessions_lists_live_sessions_newest_first() {
 
 #[test]
 fn expired_sessions_are_not_listed() {
-    // Two servers on one database and key: one issues one-second sessions,
-    // the other hour-long ones, so a live token can list an expired session.
+    // Two servers on one database and key: one makes sessions that end
+    // after a second idle, the other week-long ones, so a live token can
+    // list an ended session.
     let long = Server::start();
     let short = Server::builder()
         .db(&long.db)
-        .env("TOKEN_TTL_SECONDS", "1")
+        .env("SESSION_IDLE_SECONDS", "1")
         .start();
     register(&long, "alice@example.com");
     let brief = login(&short, "alice@example.com", PASSWORD);
@@ -947,7 +951,7 @@ fn two_servers_on_one_database_honour_each_others_logouts() {
 #[test]
 fn expired_sessions_are_purged_at_start_up() {
     let db = Arc::new(TestDb::new());
-    let settings = |b: common::Builder| b.db(&db).env("TOKEN_TTL_SECONDS", "1");
+    let settings = |b: common::Builder| b.db(&db).env("SESSION_IDLE_SECONDS", "1");
     let first = settings(Server::builder()).start();
     let (alice, _) = signup(&first, "alice@example.com");
     let (bob, _) = signup(&first, "bob@example.com");

@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_login_decoys.sql",
         sql: include_str!("../../sql/0009_login_decoys.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_refresh_tokens.sql",
+        sql: include_str!("../../sql/0010_refresh_tokens.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

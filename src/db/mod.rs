@@ -57,7 +57,7 @@ pub use migrate::{MIGRATIONS, MigrateError, Migration};
 pub use outbox::{Backlog, Outgoing};
 pub use passwords::Reset;
 pub use pool::{PING_AFTER_IDLE, Pool, PoolError};
-pub use sessions::Session;
+pub use sessions::{Presented, Refreshed, Session};
 pub use users::{Change, Credentials, Guarded, Import, Proof, User};
 
 use crate::log;

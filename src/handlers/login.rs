@@ -1,23 +1,25 @@
-//! Logging in: a verified password becomes a session and its token.
+//! Logging in and refreshing: a verified password becomes a session, and a
+//! session's refresh token its next pair of tokens. Both answer with the
+//! same body, built once here.
 
 use super::credentials::{check_credentials, upgrade_hash_if_stale};
 use super::json::{json_object, string_member};
 use super::{Context, account::user_json, rate_limit};
-use crate::db::{Guarded, Session};
+use crate::db::{Guarded, Presented, Refreshed, Session, User};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::secret::{self, hex};
 use crate::token::Claims;
+use crate::token::refresh::RefreshClaims;
 use crate::{log, time};
 use serde_json::json;
 
 /// `POST /auth/login {email, password}`: verifies the password, records a
-/// session and returns its token.
+/// session and returns its tokens ([`tokens_response`]).
 ///
-/// 200 `{"token", "token_type": "Bearer", "expires_at", "expires_in",
-/// "user"}`; 404 `unknown_email`; 401 `wrong_password`. Telling the two
-/// failures apart is a product requirement; the README's security notes say
-/// what it reveals.
+/// 404 `unknown_email`; 401 `wrong_password`. Telling the two failures
+/// apart is a product requirement; the README's security notes say what it
+/// reveals.
 pub fn login(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let outcome = attempt_login(ctx, request);
     ctx.metrics.login(match &outcome {
@@ -39,20 +41,20 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
         return Err(ApiError::EmailNotVerified);
     }
 
-    let now = ctx.now();
-    let session = Session {
-        id: secret::bytes::<16>()?,
-        user_id: account.user.id,
-        created_at: now,
-        expires_at: now + ctx.config.token_ttl,
-        ip: ctx.client_ip(request).to_string(),
-        user_agent: request
+    let session = Session::new(
+        secret::bytes::<16>()?,
+        secret::bytes::<16>()?,
+        account.user.id,
+        ctx.now(),
+        &ctx.config.sessions,
+        ctx.client_ip(request).to_string(),
+        request
             .header("user-agent")
             .unwrap_or("")
             .chars()
             .take(255)
             .collect(),
-    };
+    );
     // The password changed between our read and this insert: the password
     // just verified is no longer the account's.
     if ctx.db.create_session(&session, &account.password_hash)? == Guarded::Stale {
@@ -61,12 +63,6 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
     ctx.metrics.session_created();
     log::set_user_id(account.user.id);
     upgrade_hash_if_stale(ctx, given, &account);
-    let token = ctx.config.keyring.sign(&Claims {
-        user_id: session.user_id,
-        session_id: session.id,
-        issued_at: session.created_at,
-        expires_at: session.expires_at,
-    });
     log::info(
         "login",
         &[
@@ -74,14 +70,105 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
             ("session", hex(&session.id).into()),
         ],
     );
-    Ok(Response::json(
-        200,
-        &json!({
-            "token": token,
-            "token_type": "Bearer",
-            "expires_at": time::rfc3339(session.expires_at),
-            "expires_in": ctx.config.token_ttl,
-            "user": user_json(&account.user),
-        }),
-    ))
+    Ok(tokens_response(ctx, &session, &account.user))
+}
+
+/// `POST /auth/refresh {refresh_token}`: the session's next tokens, by the
+/// rules of `db::sessions` (rotation, the reuse grace, reuse ending the
+/// session). No password, no hashing.
+///
+/// 200 as login; 401 `invalid_refresh_token` (malformed, forged, or its
+/// session ended), 401 `refresh_token_reused` (the session is now ended).
+pub fn refresh(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let outcome = attempt_refresh(ctx, request);
+    ctx.metrics.refresh(match &outcome {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    });
+    outcome
+}
+
+fn attempt_refresh(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let body = json_object(request)?;
+    let token = string_member(&body, "refresh_token")?;
+    let claims = ctx
+        .config
+        .keyring
+        .verify_refresh(token)
+        .map_err(|_| ApiError::InvalidRefreshToken)?;
+    let presented = Presented {
+        session_id: claims.session_id,
+        generation: claims.generation,
+        nonce: claims.nonce,
+    };
+    match ctx
+        .db
+        .refresh_session(&presented, ctx.now(), &ctx.config.sessions)?
+    {
+        Refreshed::Rotated(session, user) => {
+            log::set_user_id(user.id);
+            log::debug("session refreshed", &[("session", hex(&session.id).into())]);
+            Ok(tokens_response(ctx, &session, &user))
+        }
+        Refreshed::Current(session, user) => {
+            log::set_user_id(user.id);
+            log::info(
+                "refresh token of the previous generation within the grace: current tokens again",
+                &[("session", hex(&session.id).into())],
+            );
+            Ok(tokens_response(ctx, &session, &user))
+        }
+        Refreshed::Reused { user_id } => {
+            log::set_user_id(user_id);
+            ctx.metrics.sessions_ended(1);
+            log::warn(
+                "refresh token reused after rotation: session ended",
+                &[
+                    ("user_id", user_id.into()),
+                    ("session", hex(&claims.session_id).into()),
+                    ("generation", u64::from(claims.generation).into()),
+                ],
+            );
+            Err(ApiError::RefreshTokenReused)
+        }
+        Refreshed::Invalid => Err(ApiError::InvalidRefreshToken),
+    }
+}
+
+/// The answer to a login or a refresh: a new access token (valid for
+/// `TOKEN_TTL_SECONDS`, never past the session's end) and the session's
+/// current refresh token.
+///
+/// 200 `{"token", "token_type": "Bearer", "expires_at", "expires_in",
+/// "refresh_token", "refresh_expires_at", "user"}`.
+fn tokens_response(ctx: &Context, session: &Session, user: &User) -> Response {
+    let now = ctx.now();
+    let expires_at = now
+        .saturating_add(ctx.config.token_ttl)
+        .min(session.expires_at);
+    let keyring = &ctx.config.keyring;
+    let token = keyring.sign(&Claims {
+        user_id: session.user_id,
+        session_id: session.id,
+        issued_at: now,
+        expires_at,
+    });
+    let mut body = json!({
+        "token": token,
+        "token_type": "Bearer",
+        "expires_at": time::rfc3339(expires_at),
+        "expires_in": expires_at.saturating_sub(now),
+        "user": user_json(user),
+    });
+    // Every session made here has a nonce; one from before refresh tokens
+    // never reaches this function.
+    if let Some(nonce) = session.refresh_nonce {
+        body["refresh_token"] = json!(keyring.sign_refresh(&RefreshClaims {
+            session_id: session.id,
+            generation: session.refresh_generation,
+            nonce,
+        }));
+        body["refresh_expires_at"] = json!(time::rfc3339(session.expires_at));
+    }
+    Response::json(200, &body)
 }

@@ -39,7 +39,7 @@ pub use account::{delete_me, me, register, update_me};
 pub use email::{
     confirm_email_change, confirm_with_token, resend_verification, verify_email, verify_with_token,
 };
-pub use login::login;
+pub use login::{login, refresh};
 pub use ops::{healthz, metrics, metrics_here, openapi};
 pub use password::{change_password, forgot_password, reset_password, reset_with_token};
 pub use sessions::{

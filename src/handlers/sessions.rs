@@ -34,6 +34,8 @@ pub fn logout_all(ctx: &Context, request: &Request) -> Result<Response, ApiError
 
 /// `GET /auth/sessions` (Bearer): 200 `{"sessions": [...]}`, the account's
 /// live sessions, newest first, each marked `current` if it is the caller's.
+/// `expires_at` is when a session ends unless it is refreshed first;
+/// `last_refreshed_at` is `null` until its first refresh.
 pub fn sessions(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate(ctx, request)?;
     let sessions: Vec<Value> = ctx
@@ -45,6 +47,7 @@ pub fn sessions(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
                 "id": hex(&s.id),
                 "created_at": time::rfc3339(s.created_at),
                 "expires_at": time::rfc3339(s.expires_at),
+                "last_refreshed_at": s.refreshed_at.map(time::rfc3339),
                 "ip": s.ip,
                 "user_agent": s.user_agent,
                 "current": s.id == auth.session_id,
