@@ -10,8 +10,11 @@
 //! verified. On one server the row lock orders the reservations; on a
 //! Galera cluster two nodes that reserve at once both write the row, one
 //! commit fails certification, and its rerun (`tx.rs`) sees the other's
-//! reservation.
+//! reservation. Because a locking read of a row that does not exist yet
+//! does not hold off another node's insert, every write is also
+//! conditioned on the row as it was read ([`reserve`]).
 
+use super::failure::{Kind, kind};
 use super::{Db, DbError};
 use mysql::prelude::Queryable;
 use mysql::{Transaction, params};
@@ -97,7 +100,23 @@ impl Db {
     }
 }
 
+/// Rounds of reading and conditionally writing before [`reserve`] gives up
+/// on a row that other reservations keep changing.
+const ROUNDS: u32 = 3;
+
 /// The reservation itself, in one transaction, on either ledger.
+///
+/// Every write is conditioned on the row as it was read: a new row is a
+/// plain `INSERT` (a duplicate key means another reservation made it
+/// meanwhile), a counted one an `UPDATE` of exactly the values read (no
+/// row changed means another reservation wrote first). Either way this
+/// round lost a race and the next reads again. The locking read alone is
+/// not enough on Galera: a node applying another node's insert does not
+/// wait for the gap lock that a locking read of a missing row takes, so a
+/// blind upsert computed from that read could overwrite the other
+/// reservation, and certification would not notice (the row existed by the
+/// time this transaction replicated). Measured before this
+/// on a three-node cluster: 6 checks in 5 of 240 bursts of 30.
 fn reserve(
     tx: &mut Transaction<'_>,
     ledger: Ledger,
@@ -107,25 +126,53 @@ fn reserve(
     threshold: u32,
 ) -> mysql::Result<Attempt> {
     let (table, column) = ledger.table();
-    let row: Option<(u32, u64)> = tx.exec_first(
-        format!("SELECT failures, window_start FROM {table} WHERE {column} = :key FOR UPDATE"),
-        params! { "key" => key },
-    )?;
-    let (failures, window_start) = match row {
-        Some((failures, start)) if start + window > now => (failures, start),
-        _ => (0, now),
-    };
-    if failures >= threshold {
-        return Ok(Attempt::Locked {
-            until: window_start + window,
-        });
+    for _ in 0..ROUNDS {
+        let row: Option<(u32, u64)> = tx.exec_first(
+            format!("SELECT failures, window_start FROM {table} WHERE {column} = :key FOR UPDATE"),
+            params! { "key" => key },
+        )?;
+        let Some((failures, start)) = row else {
+            let inserted = tx.exec_drop(
+                format!(
+                    "INSERT INTO {table} ({column}, failures, window_start) VALUES (:key, 1, :now)"
+                ),
+                params! { "key" => key, "now" => now },
+            );
+            match inserted {
+                Ok(()) => return Ok(Attempt::Reserved),
+                // Only the statement is rolled back; the transaction goes on.
+                Err(e) if kind(&e) == Kind::Duplicate => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let (counted, window_start) = if start + window > now {
+            (failures, start)
+        } else {
+            (0, now)
+        };
+        if counted >= threshold {
+            return Ok(Attempt::Locked {
+                until: window_start + window,
+            });
+        }
+        // `window` is at least one second, so a new window always moves
+        // `window_start`, and a counted one always raises `failures`: a
+        // write that goes ahead changes the row, and `affected_rows` is 1.
+        tx.exec_drop(
+            format!(
+                "UPDATE {table} SET failures = :counted + 1, window_start = :window_start
+                 WHERE {column} = :key AND failures = :failures AND window_start = :start"
+            ),
+            params! {
+                "counted" => counted, "window_start" => window_start,
+                "key" => key, "failures" => failures, "start" => start,
+            },
+        )?;
+        if tx.affected_rows() == 1 {
+            return Ok(Attempt::Reserved);
+        }
     }
-    tx.exec_drop(
-        format!(
-            "INSERT INTO {table} ({column}, failures, window_start) VALUES (:key, :failures, :start)
-             ON DUPLICATE KEY UPDATE failures = :failures, window_start = :start"
-        ),
-        params! { "key" => key, "failures" => failures + 1, "start" => window_start },
-    )?;
-    Ok(Attempt::Reserved)
+    // Still losing after every round: many checks at once. Refuse this one
+    // as the lock would, without hashing.
+    Ok(Attempt::Locked { until: now + 1 })
 }
