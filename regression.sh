@@ -34,6 +34,13 @@
 #                     tokens expire (token_expired). Tokens then die too fast for
 #                     the sections that keep one for several requests, so those
 #                     print a skip line instead of running.
+#   ADMIN_EMAIL, ADMIN_PASSWORD
+#                     the server's first admin (its own ADMIN_EMAIL and
+#                     ADMIN_PASSWORD): walk the admin API (list, view,
+#                     disable, enable, end sessions, lift a lockout, mail a
+#                     reset, delete). Unset: one skip line.
+#   ADMIN_URL         where the admin API is served, if the server has an
+#                     ADMIN_BIND_ADDR (default BASE_URL).
 #   SLOW_CHECKS       1 = also check 408 request_timeout, which waits for the
 #                     server's HEADER_TIMEOUT_MS (10 s by default).
 #   EXPECT_NO_RATE_LIMIT
@@ -96,6 +103,10 @@ fi
 MAIL=""
 [[ -n $MAIL_COMMAND || -n $MAILPIT_URL ]] && MAIL=yes
 NO_RATE_LIMIT="${EXPECT_NO_RATE_LIMIT:-0}"
+ADMIN_EMAIL="${ADMIN_EMAIL:-}"
+ADMIN_PASSWORD="${ADMIN_PASSWORD:-}"
+ADMIN_URL="${ADMIN_URL:-$BASE_URL}"
+ADMIN_URL="${ADMIN_URL%/}"
 RECOVERY_SECONDS="${RATE_LIMIT_RECOVERY_SECONDS:-12}"
 WAIT_SECONDS=30
 # The flood that must meet the rate limit: the default burst is 100.
@@ -1515,6 +1526,107 @@ section_lockout() {
 }
 
 section_lockout
+
+# ---------------------------------------------------------------------------
+# The admin API: the first admin walks one account through its life
+# ---------------------------------------------------------------------------
+
+# admin METHOD PATH TOKEN [JSON]: a request to the admin API (ADMIN_URL).
+admin() {
+    local method=$1 path=$2 token=$3 base=$BASE_URL
+    BASE_URL=$ADMIN_URL
+    if [[ -z $token ]]; then
+        req "$method" "$path"
+    elif [[ $# -ge 4 ]]; then
+        auth_json "$method" "$path" "$token" "$4"
+    else
+        auth "$method" "$path" "$token"
+    fi
+    BASE_URL=$base
+}
+
+section_admin() {
+    local email_a pass_a t_admin t_user id admins
+    email_a=$(email admin-subject)
+    pass_a="Reg-pass-$RUN_ID-a"
+    login "$ADMIN_EMAIL" "$ADMIN_PASSWORD"
+    check_status 200 "the first admin (ADMIN_EMAIL) logs in"
+    t_admin=$TOKEN
+    [[ -n $t_admin ]] || return
+    auth GET /auth/me "$t_admin"
+    check_json "the admin's user object says role admin" 'd["user"]["role"]' admin
+    register_ok "register the admin walk-through user" "$email_a" "$pass_a"
+    login "$email_a" "$pass_a"
+    t_user=$TOKEN
+    auth GET /auth/me "$t_user"
+    check_json "a registered user's role is user" 'd["user"]["role"]' user
+
+    admin GET "/admin/users?query=$(py 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$email_a")" "$t_admin"
+    check_json "GET /admin/users?query= finds the user by part of its email" '[u["email"] for u in d["users"]]' "[\"$email_a\"]"
+    id=$(json_get 'd["users"][0]["id"]')
+    admin GET "/admin/users?limit=1" "$t_admin"
+    check_json "GET /admin/users?limit=1 is one account with a next cursor" 'len(d["users"]) == 1 and isinstance(d["next"], str)' true
+    admin GET "/admin/users/$id" "$t_admin"
+    check_json "GET /admin/users/{id} shows its state" '[d["user"]["email"], d["user"]["disabled"], d["user"]["live_sessions"]]' "[\"$email_a\", false, 1]"
+
+    admin GET /admin/users "$t_user"
+    check_problem 403 forbidden "GET /admin/users with a non-admin's token is 403 forbidden"
+    admin GET /admin/users ""
+    check_problem 401 missing_token "GET /admin/users without a token is 401"
+    admin GET "/admin/users?limit=0" "$t_admin"
+    check_problem 400 invalid_query "GET /admin/users?limit=0 is 400 invalid_query"
+    admin GET "/admin/users?color=red" "$t_admin"
+    check_problem 400 invalid_query "an unknown query parameter is 400 invalid_query"
+    admin GET /admin/users/999999999999 "$t_admin"
+    check_problem 404 user_not_found "an unknown id is 404 user_not_found"
+    admin PATCH "/admin/users/$id" "$t_admin" '{"role": "root"}'
+    check_problem 400 invalid_field "PATCH with a role that does not exist is 400 invalid_field"
+
+    admin PATCH "/admin/users/$id" "$t_admin" '{"disabled": true, "disabled_reason": "regression walk-through"}'
+    check_json "PATCH disabled:true disables it, with its reason" '[d["user"]["disabled"], d["user"]["disabled_reason"], d["user"]["live_sessions"]]' '[true, "regression walk-through", 0]'
+    auth GET /auth/me "$t_user"
+    check_unauthorized token_revoked "the disabled user's token is 401 token_revoked at once"
+    login "$email_a" "$pass_a"
+    check_problem 403 account_disabled "the disabled user's right password is 403 account_disabled"
+    login "$email_a" "$pass_a-wrong"
+    check_problem 401 wrong_password "the disabled user's wrong password is still 401 wrong_password"
+    admin PATCH "/admin/users/$id" "$t_admin" '{"disabled": false}'
+    check_json "PATCH disabled:false enables it and clears the reason" '[d["user"]["disabled"], d["user"]["disabled_reason"]]' '[false, null]'
+    auth GET /auth/me "$t_user"
+    check_unauthorized token_revoked "enabling brings no old session back"
+    login "$email_a" "$pass_a"
+    check_status 200 "the enabled user logs in again"
+    t_user=$TOKEN
+
+    admin DELETE "/admin/users/$id/lockout" "$t_admin"
+    check_status 204 "DELETE /admin/users/{id}/lockout is 204"
+    admin POST "/admin/users/$id/password-reset" "$t_admin" '{}'
+    check_status 202 "POST /admin/users/{id}/password-reset is 202"
+    admin DELETE "/admin/users/$id/sessions" "$t_admin"
+    check_status 204 "DELETE /admin/users/{id}/sessions is 204"
+    auth GET /auth/me "$t_user"
+    check_unauthorized token_revoked "after the admin ended its sessions the user's token is 401 token_revoked"
+
+    admin GET "/admin/users?role=admin&disabled=false&limit=2" "$t_admin"
+    admins=$(json_get 'len(d["users"])')
+    if [[ $admins == 1 ]]; then
+        admin PATCH "/admin/users/$(json_get 'd["users"][0]["id"]')" "$t_admin" '{"role": "user"}'
+        check_problem 409 last_admin "demoting the only enabled admin is 409 last_admin"
+    else
+        skip "409 last_admin (the server has ${admins:-?} enabled admins; covered by cargo test --test admin: the_last_admin_cannot_be_demoted_disabled_or_deleted)"
+    fi
+
+    admin DELETE "/admin/users/$id" "$t_admin"
+    check_status 204 "DELETE /admin/users/{id} is 204"
+    admin GET "/admin/users/$id" "$t_admin"
+    check_problem 404 user_not_found "the deleted account is 404 user_not_found"
+}
+
+if [[ -n $ADMIN_EMAIL && -n $ADMIN_PASSWORD ]]; then
+    section_admin
+else
+    skip "the admin API (set ADMIN_EMAIL and ADMIN_PASSWORD to the server's first admin; covered by cargo test --test admin)"
+fi
 
 # ---------------------------------------------------------------------------
 # Token expiry

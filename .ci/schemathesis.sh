@@ -5,8 +5,10 @@
 # status, a wrong Content-Type, a body or header that breaks its schema.
 #
 # Usage: .ci/schemathesis.sh BASE_URL          (e.g. http://127.0.0.1:8080)
-# Optional environment: MAX_EXAMPLES (default 500): the most test cases per
-# operation in the main run; the other runs use a fifth of it.
+# Environment: ADMIN_EMAIL and ADMIN_PASSWORD, the server's first admin (the
+# server must run with the same two settings), for the admin API's runs.
+# Optional: MAX_EXAMPLES (default 500): the most test cases per operation in
+# the main run; the other runs use a fifth of it.
 #
 # The server must already be running (release build). Settings it expects:
 # defaults, except RATE_LIMIT_BURST=0 is recommended. With the rate limit on,
@@ -28,7 +30,10 @@
 # has seen, such as the user's email from GET /auth/me together with the
 # example password, and would otherwise change that password through
 # POST /auth/password, revoking the main token halfway through.
-# A last run sends a forged token to every Bearer endpoint.
+# The admin API runs last, with the admin's token, since it may disable or
+# delete the other runs' users (the last admin is safe: demoting, disabling
+# or deleting it answers 409); a user's token there gets 403. A last run
+# sends a forged token to every Bearer endpoint.
 #
 # Not reached here: 204 from POST /auth/password/reset and 200 from
 # POST /auth/email/verify and /auth/email/confirm (their tokens are only in
@@ -49,6 +54,10 @@ if [[ $# -ne 1 ]]; then
     exit 2
 fi
 BASE_URL=${1%/}
+if [[ -z ${ADMIN_EMAIL:-} || -z ${ADMIN_PASSWORD:-} ]]; then
+    echo "set ADMIN_EMAIL and ADMIN_PASSWORD to the server's first admin (the server's own settings)" >&2
+    exit 2
+fi
 MAX_EXAMPLES=${MAX_EXAMPLES:-500}
 SMALL_EXAMPLES=$(((MAX_EXAMPLES + 4) / 5))
 
@@ -108,6 +117,7 @@ login "$sessions_user" >/dev/null # a second session, not the caller's, to be en
 logout_token=$(login "$(new_user logout)")
 logout_all_token=$(login "$(new_user logout-all)")
 delete_token=$(login "$(new_user delete)")
+admin_token=$(login "$ADMIN_EMAIL" "$ADMIN_PASSWORD")
 
 # Schemathesis and Hypothesis keep caches in the working directory
 # (.schemathesis/, .hypothesis/) and read a schemathesis.toml there: run them in
@@ -162,6 +172,17 @@ run "session list and ending sessions" "$sessions_token" "$SMALL_EXAMPLES" \
 run "logout" "$logout_token" "$SMALL_EXAMPLES" --include-operation-id logout
 run "logout everywhere" "$logout_all_token" "$SMALL_EXAMPLES" --include-operation-id logoutAll
 run "account deletion" "$delete_token" "$SMALL_EXAMPLES" --include-operation-id deleteMe
+admin_operations=(
+    --include-operation-id listUsers
+    --include-operation-id getUser
+    --include-operation-id patchUser
+    --include-operation-id deleteUser
+    --include-operation-id endUserSessions
+    --include-operation-id clearLockout
+    --include-operation-id sendPasswordReset
+)
+run "the admin API, as a user (403)" "$main_token" "$SMALL_EXAMPLES" "${admin_operations[@]}"
+run "the admin API" "$admin_token" "$SMALL_EXAMPLES" "${admin_operations[@]}"
 # Well-formed in shape, signed by no key of the server's.
 forged="$(printf 'A%.0s' $(seq 60)).$(printf 'B%.0s' $(seq 43))"
 run "forged token on every Bearer endpoint" "$forged" "$SMALL_EXAMPLES" \
@@ -171,7 +192,8 @@ run "forged token on every Bearer endpoint" "$forged" "$SMALL_EXAMPLES" \
     --include-operation-id logout \
     --include-operation-id logoutAll \
     --include-operation-id listSessions \
-    --include-operation-id endSession
+    --include-operation-id endSession \
+    "${admin_operations[@]}"
 
 echo
 if [[ $failed -ne 0 ]]; then

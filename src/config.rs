@@ -101,6 +101,11 @@ pub struct Config {
     pub cors: Cors,
     /// `METRICS_BIND_ADDR`: serve `/metrics` there instead of on `BIND_ADDR`.
     pub metrics_bind_addr: Option<String>,
+    /// `ADMIN_BIND_ADDR`: serve `/admin/*` there instead of on `BIND_ADDR`.
+    pub admin_bind_addr: Option<String>,
+    /// `ADMIN_EMAIL` with `ADMIN_PASSWORD` (or `ADMIN_PASSWORD_FILE`): the
+    /// admin account created at start-up if there is no admin yet.
+    pub admin_bootstrap: Option<AdminBootstrap>,
     /// `SHUTDOWN_GRACE_SECONDS`: how long requests in flight may take to
     /// finish after SIGTERM or SIGINT.
     pub shutdown_grace: Duration,
@@ -156,7 +161,29 @@ impl fmt::Debug for Config {
             .field("hide_account_existence", &self.hide_account_existence)
             .field("cors", &self.cors)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
+            .field("admin_bind_addr", &self.admin_bind_addr)
+            .field("admin_bootstrap", &self.admin_bootstrap)
             .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// The first admin, from `ADMIN_EMAIL` and `ADMIN_PASSWORD` (or the file
+/// `ADMIN_PASSWORD_FILE` names). The password passed the registration rules
+/// when the configuration was read.
+#[derive(Clone)]
+pub struct AdminBootstrap {
+    /// The admin's address, normalised.
+    pub address: crate::email::Address,
+    /// The admin's password; never printed.
+    pub password: String,
+}
+
+impl fmt::Debug for AdminBootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminBootstrap")
+            .field("email", &self.address.email)
+            .field("password", &"<redacted>")
             .finish()
     }
 }
@@ -260,6 +287,8 @@ impl Config {
                 reason: "must be comma-separated origins such as https://app.example.com (no paths, no *)".into(),
             })?,
             metrics_bind_addr: vars.get("METRICS_BIND_ADDR"),
+            admin_bind_addr: vars.get("ADMIN_BIND_ADDR"),
+            admin_bootstrap: admin_bootstrap(&vars)?,
             shutdown_grace: Duration::from_secs(vars.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600)? as u64),
             log_level: match vars.get("LOG_LEVEL") {
                 None => Level::Info,
@@ -270,6 +299,42 @@ impl Config {
             },
         })
     }
+}
+
+/// `ADMIN_EMAIL` and its password: both or neither, a valid address, and a
+/// password the registration rules accept (the reason names the rule, never
+/// the password).
+fn admin_bootstrap(vars: &Vars<'_>) -> Result<Option<AdminBootstrap>, ConfigError> {
+    let password = vars.secret("ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE")?;
+    let (email, password) = match (vars.get("ADMIN_EMAIL"), password) {
+        (None, None) => return Ok(None),
+        (Some(email), Some(password)) => (email, password),
+        (None, Some(_)) => {
+            return Err(ConfigError {
+                variable: "ADMIN_EMAIL",
+                reason: "required with ADMIN_PASSWORD or ADMIN_PASSWORD_FILE".into(),
+            });
+        }
+        (Some(_), None) => {
+            return Err(ConfigError {
+                variable: "ADMIN_PASSWORD",
+                reason: "required with ADMIN_EMAIL (or set ADMIN_PASSWORD_FILE)".into(),
+            });
+        }
+    };
+    let address = crate::email::normalize(&email).map_err(|e| ConfigError {
+        variable: "ADMIN_EMAIL",
+        reason: e.to_string(),
+    })?;
+    let password = String::from_utf8(password).map_err(|_| ConfigError {
+        variable: "ADMIN_PASSWORD",
+        reason: "must be UTF-8 text".into(),
+    })?;
+    crate::password::check_strength(&password, &address.email).map_err(|e| ConfigError {
+        variable: "ADMIN_PASSWORD",
+        reason: format!("breaks the password rules: {e}"),
+    })?;
+    Ok(Some(AdminBootstrap { address, password }))
 }
 
 /// `RESET_URL_BASE`: an http(s) URL without a query, since `?token=` is

@@ -67,8 +67,12 @@ pub enum ApiError {
     MalformedJson,
     /// 400 `missing_field`: a required member is absent (names it).
     MissingField(&'static str),
-    /// 400 `invalid_field`: a member has the wrong JSON type (names it).
-    InvalidField(&'static str),
+    /// 400 `invalid_field`: a member has the wrong JSON type (names it, and
+    /// what it must be: "a string", "true or false", ...).
+    InvalidField(&'static str, &'static str),
+    /// 400 `invalid_query`: a query parameter is unknown or not of its
+    /// form (says which).
+    InvalidQuery(String),
     /// 422 `invalid_email`: not an acceptable email address (says why).
     InvalidEmail(String),
     /// 422 `weak_password`: the password breaks a rule (says which).
@@ -116,6 +120,15 @@ pub enum ApiError {
     /// 401 `refresh_token_reused`: a refresh token that was rotated away
     /// came back after the grace, so its session was ended.
     RefreshTokenReused,
+    /// 403 `account_disabled`: the password is right, but an operator
+    /// disabled the account.
+    AccountDisabled,
+    /// 403 `forbidden`: the token is valid, but its account is not an admin.
+    Forbidden,
+    /// 404 `user_not_found`: no account has the id in the admin API's path.
+    UserNotFound,
+    /// 409 `last_admin`: the change would leave no enabled admin.
+    LastAdmin,
 }
 
 impl ApiError {
@@ -134,11 +147,14 @@ impl ApiError {
             ApiError::Overloaded | ApiError::DatabaseUnavailable => 503,
             ApiError::MalformedJson
             | ApiError::MissingField(_)
-            | ApiError::InvalidField(_)
+            | ApiError::InvalidField(..)
+            | ApiError::InvalidQuery(_)
             | ApiError::InvalidResetToken
             | ApiError::InvalidVerificationToken
             | ApiError::InvalidConfirmationToken => 400,
-            ApiError::EmailNotVerified => 403,
+            ApiError::EmailNotVerified | ApiError::AccountDisabled | ApiError::Forbidden => 403,
+            ApiError::UserNotFound => 404,
+            ApiError::LastAdmin => 409,
             ApiError::InvalidEmail(_) | ApiError::WeakPassword(_) => 422,
             ApiError::EmailTaken => 409,
             ApiError::TooManyAttempts(_) | ApiError::RateLimited(_) => 429,
@@ -170,7 +186,8 @@ impl ApiError {
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::MalformedJson => "malformed_json",
             ApiError::MissingField(_) => "missing_field",
-            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::InvalidField(..) => "invalid_field",
+            ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidEmail(_) => "invalid_email",
             ApiError::WeakPassword(_) => "weak_password",
             ApiError::EmailTaken => "email_taken",
@@ -189,6 +206,10 @@ impl ApiError {
             ApiError::TokenRevoked => "token_revoked",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
             ApiError::RefreshTokenReused => "refresh_token_reused",
+            ApiError::AccountDisabled => "account_disabled",
+            ApiError::Forbidden => "forbidden",
+            ApiError::UserNotFound => "user_not_found",
+            ApiError::LastAdmin => "last_admin",
         }
     }
 
@@ -220,7 +241,10 @@ impl ApiError {
             ApiError::DatabaseUnavailable => "The database is unavailable; retry shortly.".into(),
             ApiError::MalformedJson => "The body must be a JSON object.".into(),
             ApiError::MissingField(name) => format!("The member \"{name}\" is required."),
-            ApiError::InvalidField(name) => format!("The member \"{name}\" must be a string."),
+            ApiError::InvalidField(name, expected) => {
+                format!("The member \"{name}\" must be {expected}.")
+            }
+            ApiError::InvalidQuery(why) => why.clone(),
             ApiError::InvalidEmail(why) | ApiError::WeakPassword(why) => why.clone(),
             ApiError::EmailTaken => "An account with this email already exists.".into(),
             ApiError::UnknownEmail => "No account has this email.".into(),
@@ -257,6 +281,12 @@ impl ApiError {
             ApiError::RefreshTokenReused => {
                 "This refresh token was already used, so its session was ended; log in again."
                     .into()
+            }
+            ApiError::AccountDisabled => "This account is disabled; ask the operator.".into(),
+            ApiError::Forbidden => "This endpoint is for administrators.".into(),
+            ApiError::UserNotFound => "No account has this id.".into(),
+            ApiError::LastAdmin => {
+                "This would leave no enabled administrator; make another one first.".into()
             }
         }
     }
@@ -353,7 +383,8 @@ mod tests {
             ApiError::DatabaseUnavailable,
             ApiError::MalformedJson,
             ApiError::MissingField("email"),
-            ApiError::InvalidField("email"),
+            ApiError::InvalidField("email", "a string"),
+            ApiError::InvalidQuery(String::new()),
             ApiError::InvalidEmail(String::new()),
             ApiError::WeakPassword(String::new()),
             ApiError::EmailTaken,
@@ -372,6 +403,10 @@ mod tests {
             ApiError::TokenRevoked,
             ApiError::InvalidRefreshToken,
             ApiError::RefreshTokenReused,
+            ApiError::AccountDisabled,
+            ApiError::Forbidden,
+            ApiError::UserNotFound,
+            ApiError::LastAdmin,
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();
         assert!(

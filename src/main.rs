@@ -25,6 +25,10 @@ Commands:
                      unless it already exists
   import-users FILE  import accounts from JSON Lines (FILE, or - for stdin);
                      see README.md
+  create-admin EMAIL promote the account with this address to admin, or
+                     create it as an admin with the password read from stdin
+  set-role EMAIL user|admin
+                     change the account's role (never the last admin's)
 
 Configuration comes from environment variables; see README.md.";
 
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         ["healthcheck"] => healthcheck(),
         ["init-secret", path] => init_secret(path),
         ["import-users", file] => import_users(file),
+        ["create-admin", email] => create_admin(email),
+        ["set-role", email, role] => set_role(email, role),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -102,6 +108,9 @@ fn serve() -> ExitCode {
         Ok(_) => {}
         Err(e) => return fail(&e.to_string()),
     }
+    if let Err(e) = auth_server::admin::bootstrap(&config, &db) {
+        return fail(&e);
+    }
     let listener = match http::bind(&config.bind_addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -121,6 +130,7 @@ fn serve() -> ExitCode {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
     let metrics_addr = config.metrics_bind_addr.clone();
+    let admin_addr = config.admin_bind_addr.clone();
     let courier = match Courier::new(&config.mail, db.holder()) {
         Ok(courier) => courier,
         Err(e) => return fail(&format!("invalid configuration: SMTP_URL: {e}")),
@@ -137,6 +147,11 @@ fn serve() -> ExitCode {
     };
     if let Some(metrics_addr) = metrics_addr {
         if let Err(code) = serve_metrics(&metrics_addr, &limits, Arc::clone(&ctx)) {
+            return code;
+        }
+    }
+    if let Some(admin_addr) = admin_addr {
+        if let Err(code) = serve_admin(&admin_addr, &limits, Arc::clone(&ctx)) {
             return code;
         }
     }
@@ -205,6 +220,27 @@ fn serve_metrics(addr: &str, limits: &http::Limits, ctx: Arc<Context>) -> Result
         .name("metrics".into())
         .spawn(move || http::serve(listener, limits, app, never))
         .map_err(|e| fail(&format!("cannot start the metrics server: {e}")))?;
+    Ok(())
+}
+
+/// Serves the admin API alone on `addr` (`ADMIN_BIND_ADDR`), on a thread of
+/// its own, so it can be kept off the public network. Like the metrics
+/// listener it is not drained on shutdown: the process ends when the main
+/// listener has drained.
+fn serve_admin(addr: &str, limits: &http::Limits, ctx: Arc<Context>) -> Result<(), ExitCode> {
+    let listener = http::bind(addr)
+        .map_err(|e| fail(&format!("cannot listen on ADMIN_BIND_ADDR {addr}: {e}")))?;
+    log::info("admin API listening", &[("addr", addr.into())]);
+    let limits = http::Limits {
+        max_connections: 64,
+        ..limits.clone()
+    };
+    let app = Arc::new(move |request: &http::Request| router::handle_admin(&ctx, request));
+    let never = Arc::new(http::Shutdown::new(Duration::ZERO));
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || http::serve(listener, limits, app, never))
+        .map_err(|e| fail(&format!("cannot start the admin listener: {e}")))?;
     Ok(())
 }
 
@@ -324,6 +360,47 @@ fn init_secret(path: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Configuration and a migrated database, for a command that changes
+/// accounts.
+fn load_migrated() -> Result<(Config, Db), ExitCode> {
+    let (config, db) = load()?;
+    db.prepare(config.db_connect_retry)
+        .map_err(|e| fail(&e.to_string()))?;
+    Ok((config, db))
+}
+
+/// Prints what an admin command did (exit 0) or why it could not (exit 1).
+fn report(command: &str, outcome: Result<String, String>) -> ExitCode {
+    match outcome {
+        Ok(done) => {
+            println!("{command}: {done}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("{command}: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn create_admin(email: &str) -> ExitCode {
+    let (config, db) = match load_migrated() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let mut stdin = std::io::stdin().lock();
+    let outcome = auth_server::admin::create_admin(&config, &db, email, &mut stdin);
+    report("create-admin", outcome)
+}
+
+fn set_role(email: &str, role: &str) -> ExitCode {
+    let (_, db) = match load_migrated() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    report("set-role", auth_server::admin::set_role(&db, email, role))
 }
 
 /// Imports accounts from JSON Lines; exit 0 if every line was imported or

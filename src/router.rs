@@ -8,6 +8,11 @@
 //! status and headers are GET's; the HTTP layer leaves the body out. Every `Err` a handler returns becomes its
 //! problem+json response here, in one place. Here too, every response gets
 //! its CORS headers and is counted in the metrics under its route's pattern.
+//!
+//! The admin API (`/admin/*`) is routed here too, on `BIND_ADDR` unless
+//! `ADMIN_BIND_ADDR` is set: then only the admin listener serves it
+//! ([`handle_admin`], which serves nothing else), and on `BIND_ADDR` its
+//! paths answer 404 like any unknown path.
 
 use crate::error::ApiError;
 use crate::handlers::{self, Context};
@@ -30,7 +35,81 @@ struct Route {
 /// Sessions are addressed as `/auth/sessions/{id}`.
 pub const SESSIONS_PREFIX: &str = "/auth/sessions/";
 
-/// Finds the route for `path`.
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `BIND_ADDR` without `ADMIN_BIND_ADDR`: every route.
+    Everything,
+    /// `BIND_ADDR` with `ADMIN_BIND_ADDR` set: all but the admin API.
+    Public,
+    /// `ADMIN_BIND_ADDR`: the admin API only.
+    Admin,
+}
+
+/// Finds the route for `path` among those `surface` serves.
+fn resolve_on(path: &str, surface: Surface) -> Option<Route> {
+    let admin = path == "/admin" || path.starts_with("/admin/");
+    match (admin, surface) {
+        (true, Surface::Public) | (false, Surface::Admin) => None,
+        (true, _) => resolve_admin(path),
+        (false, _) => resolve(path),
+    }
+}
+
+/// Finds the admin API's route for `path`: `/admin/users` and
+/// `/admin/users/{id}` with an optional `/sessions`, `/lockout` or
+/// `/password-reset` after it. Any id shape reaches the handler, which
+/// answers 404 `user_not_found` for ids that are not numbers.
+fn resolve_admin(path: &str) -> Option<Route> {
+    let route = |pattern, allow, methods| {
+        Some(Route {
+            pattern,
+            allow,
+            methods,
+        })
+    };
+    if path == "/admin/users" {
+        return route(
+            "/admin/users",
+            "GET, HEAD",
+            &[("GET", handlers::admin::list_users)],
+        );
+    }
+    let rest = path.strip_prefix(handlers::admin::USERS_PREFIX)?;
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    if id.is_empty() {
+        return None;
+    }
+    match action {
+        "" => route(
+            "/admin/users/{id}",
+            "GET, HEAD, PATCH, DELETE",
+            &[
+                ("GET", handlers::admin::get_user),
+                ("PATCH", handlers::admin::patch_user),
+                ("DELETE", handlers::admin::delete_user),
+            ],
+        ),
+        "sessions" => route(
+            "/admin/users/{id}/sessions",
+            "DELETE",
+            &[("DELETE", handlers::admin::end_sessions)],
+        ),
+        "lockout" => route(
+            "/admin/users/{id}/lockout",
+            "DELETE",
+            &[("DELETE", handlers::admin::clear_lockout)],
+        ),
+        "password-reset" => route(
+            "/admin/users/{id}/password-reset",
+            "POST",
+            &[("POST", handlers::admin::send_password_reset)],
+        ),
+        _ => None,
+    }
+}
+
+/// Finds the route for `path` outside the admin API.
 fn resolve(path: &str) -> Option<Route> {
     let route = |pattern, allow, methods| {
         Some(Route {
@@ -127,11 +206,26 @@ fn resolve(path: &str) -> Option<Route> {
     }
 }
 
-/// Answers `request`: dispatches it, turns any error into its response,
-/// adds CORS headers and counts it.
+/// Answers `request` on `BIND_ADDR`: dispatches it, turns any error into
+/// its response, adds CORS headers and counts it.
 pub fn handle(ctx: &Context, request: &Request) -> Response {
+    let surface = if ctx.config.admin_bind_addr.is_some() {
+        Surface::Public
+    } else {
+        Surface::Everything
+    };
+    handle_on(ctx, request, surface)
+}
+
+/// Answers `request` on `ADMIN_BIND_ADDR`, as [`handle`] does, from the
+/// admin API's routes alone.
+pub fn handle_admin(ctx: &Context, request: &Request) -> Response {
+    handle_on(ctx, request, Surface::Admin)
+}
+
+fn handle_on(ctx: &Context, request: &Request, surface: Surface) -> Response {
     let started = Instant::now();
-    let route = resolve(&request.path);
+    let route = resolve_on(&request.path, surface);
     let mut response = match &route {
         // Browsers' CORS preflight, answered for every API route when CORS
         // is on.
@@ -188,7 +282,35 @@ mod tests {
         "/auth/logout-all",
         "/auth/sessions",
         "/auth/sessions/00112233445566778899aabbccddeeff",
+        "/admin/users",
+        "/admin/users/7",
+        "/admin/users/7/sessions",
+        "/admin/users/7/lockout",
+        "/admin/users/7/password-reset",
     ];
+
+    fn resolve(path: &str) -> Option<Route> {
+        resolve_on(path, Surface::Everything)
+    }
+
+    #[test]
+    fn the_admin_api_is_served_on_one_listener_only() {
+        assert!(resolve_on("/admin/users", Surface::Public).is_none());
+        assert!(resolve_on("/admin/users/7", Surface::Public).is_none());
+        assert!(resolve_on("/admin/users", Surface::Admin).is_some());
+        assert!(resolve_on("/auth/login", Surface::Admin).is_none());
+        assert!(resolve_on("/healthz", Surface::Admin).is_none());
+        assert!(resolve_on("/auth/login", Surface::Public).is_some());
+        for path in [
+            "/admin",
+            "/admin/",
+            "/admin/users/",
+            "/admin/users/7/x",
+            "/admin/users//sessions",
+        ] {
+            assert!(resolve(path).is_none(), "{path}");
+        }
+    }
 
     #[test]
     fn allow_lists_exactly_the_routed_methods_and_head_with_get() {
@@ -213,7 +335,9 @@ mod tests {
         for path in PATHS {
             let pattern = resolve(path).unwrap().pattern;
             assert!(
-                pattern == *path || pattern == "/auth/sessions/{id}",
+                pattern == *path
+                    || pattern.replace("{id}", "7") == *path
+                    || pattern == "/auth/sessions/{id}",
                 "{path}: {pattern}"
             );
         }

@@ -153,8 +153,12 @@ fn assert_registered(reply: &Reply, expected_email: &str) -> Value {
     let user = body["user"].clone();
     assert_eq!(
         keys(&user),
-        ["created_at", "email", "email_verified", "id"],
+        ["created_at", "email", "email_verified", "id", "role"],
         "user: {user}"
+    );
+    assert_eq!(
+        user["role"], "user",
+        "a registered account is a user: {user}"
     );
     assert!(user["id"].as_u64().is_some_and(|id| id > 0), "id: {user}");
     assert_eq!(
@@ -626,7 +630,10 @@ fn register_rejects_bad_bodies() {
         extra.to_string().as_bytes(),
     );
     let user = assert_registered(&reply, "battery@example.com");
-    assert_eq!(keys(&user), ["created_at", "email", "email_verified", "id"]);
+    assert_eq!(
+        keys(&user),
+        ["created_at", "email", "email_verified", "id", "role"]
+    );
     let reply = post_raw(
         &server,
         REGISTER,
@@ -989,12 +996,17 @@ fn check_row(row: &std::collections::BTreeMap<String, String>, id: u64, secrets:
         columns,
         [
             "created_at",
+            "disabled_at",
+            "disabled_reason",
             "email",
             "email_key",
             "email_verified_at",
             "id",
+            "last_login_at",
+            "last_login_ip",
             "password_hash",
             "password_unpeppered",
+            "role",
             "updated_at"
         ],
         "users has other columns: {row:?}"

@@ -15,11 +15,14 @@
 //! - two couriers on different nodes deliver each queued message once.
 //!
 //! Node loss and a node cut off from the cluster are in `cluster/faults.rs`;
-//! parallel refreshes of one token over three nodes in `cluster/refresh.rs`.
+//! parallel refreshes of one token over three nodes in `cluster/refresh.rs`;
+//! two admins on two nodes demoting each other in `cluster/admin.rs`.
 //!
 //! Each test counts every outcome and asserts on the whole tally, so a
 //! failure says how often and how it went wrong, not only that it did.
 
+#[path = "cluster/admin.rs"]
+mod admin;
 mod common;
 #[path = "cluster/faults.rs"]
 mod faults;
@@ -552,12 +555,30 @@ fn two_couriers_on_different_nodes_deliver_each_queued_message_once() {
     // Give a duplicate every chance to arrive: many poll intervals.
     thread::sleep(Duration::from_secs(3));
     // Reset mails only: each registration also sent a verification mail.
-    let received = tally(
-        smtp.received()
-            .into_iter()
-            .filter(|m| m.text.contains("/reset-password"))
-            .flat_map(|m| m.rcpt_tos),
-    );
+    let resets: Vec<_> = smtp
+        .received()
+        .into_iter()
+        .filter(|m| m.text.contains("/reset-password"))
+        .collect();
+    let received = tally(resets.iter().flat_map(|m| m.rcpt_tos.clone()));
+    // Should one arrive twice: the same Message-ID means one outbox row
+    // sent twice, two ids two rows; and what each courier logged of it.
+    let twice: Vec<String> = resets
+        .iter()
+        .filter(|m| m.rcpt_tos.iter().any(|r| received.get(r) > Some(&1)))
+        .map(|m| format!("{:?} Message-ID {:?}", m.rcpt_tos, m.header("message-id")))
+        .collect();
+    let sends: Vec<String> = couriers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            c.log()
+                .lines()
+                .filter(|l| l.contains("\"mail sent") || l.contains("claim"))
+                .map(|l| format!("courier {i}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let outbox: Vec<(String, Option<u64>, u32)> = db
         .conn(0)
         .query(
@@ -569,7 +590,12 @@ fn two_couriers_on_different_nodes_deliver_each_queued_message_once() {
     assert_eq!(
         received,
         tally(emails.iter().cloned()),
-        "messages received per recipient"
+        "messages received per recipient; twice: {twice:#?}\nthe couriers' sends:\n{}",
+        if twice.is_empty() {
+            String::new()
+        } else {
+            sends.join("\n")
+        }
     );
     assert_eq!(
         outbox.len(),

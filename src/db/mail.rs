@@ -165,8 +165,9 @@ impl Db {
         let kind = request.kind.as_str();
         self.transaction(|tx| {
             // The account's row first, as every change to it does.
-            let account: Option<(u64, String, Option<u64>)> = tx.exec_first(
-                "SELECT id, email, email_verified_at FROM users WHERE email_key = :key FOR UPDATE",
+            let account: Option<(u64, String, Option<u64>, Option<u64>)> = tx.exec_first(
+                "SELECT id, email, email_verified_at, disabled_at FROM users
+                 WHERE email_key = :key FOR UPDATE",
                 params! { "key" => &request.email_key[..] },
             )?;
             tx.exec_drop(
@@ -176,7 +177,8 @@ impl Db {
             if tx.affected_rows() != 1 {
                 return Ok(Resolved::Taken);
             }
-            let Some((user_id, email, verified)) = account else {
+            // A disabled account is mailed nothing, as if it did not exist.
+            let Some((user_id, email, verified, None)) = account else {
                 return Ok(Resolved::NotApplicable);
             };
             if kind == VERIFY_EMAIL && verified.is_some() {

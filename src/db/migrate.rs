@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_refresh_tokens.sql",
         sql: include_str!("../../sql/0010_refresh_tokens.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_roles_and_disabling.sql",
+        sql: include_str!("../../sql/0011_roles_and_disabling.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

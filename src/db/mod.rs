@@ -16,6 +16,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `users.rs` | accounts: create, find, change email, delete, import |
+//! | `admin.rs` | what operators do: the first admin, roles, disabling, listing, the last-admin rule |
 //! | `passwords.rs` | new passwords and using reset tokens |
 //! | `mail.rs` | mail requests, reset tokens with their message, queueing any message |
 //! | `email_tokens.rs` | links that verify an address or confirm a move to a new one |
@@ -29,6 +30,7 @@
 //! | `node.rs` | each new connection's limits, readiness check and causal reads |
 //! | `migrate.rs` | schema migrations |
 
+mod admin;
 mod email_tokens;
 mod failure;
 mod hosts;
@@ -47,6 +49,7 @@ pub use failure::{DbError, StartupError};
 pub use hosts::parse as parse_url;
 pub use node::CausalReads;
 
+pub use admin::{Actor, AdminChange, AdminPatch, AdminUser, Bootstrap, Patched, UserFilter};
 pub use email_tokens::{Confirmed, EmailChangeRequest, Verification};
 pub use lockout::Attempt;
 pub use mail::{
@@ -58,7 +61,7 @@ pub use outbox::{Backlog, Outgoing};
 pub use passwords::Reset;
 pub use pool::{PING_AFTER_IDLE, Pool, PoolError};
 pub use sessions::{Presented, Refreshed, Session};
-pub use users::{Change, Credentials, Guarded, Import, Proof, User};
+pub use users::{Change, Credentials, Guarded, Import, Proof, Role, User};
 
 use crate::log;
 use failure::codes;

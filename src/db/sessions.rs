@@ -182,20 +182,22 @@ pub fn decide(session: &Session, presented: &Presented, now: u64, grace: u64) ->
 
 impl Db {
     /// Records a session for a login, but only if the account's hash is still
-    /// `verified_hash`: a login that raced a password change must not leave a
-    /// session the change did not end.
+    /// `verified_hash` and it is not disabled: a login that raced a password
+    /// change or a disabling must not leave a session they did not end. The
+    /// account's last login (time and address) is stored with it.
     pub fn create_session(
         &self,
         session: &Session,
         verified_hash: &str,
     ) -> Result<Guarded, DbError> {
-        let inserted = self.run(|conn| {
-            conn.exec_drop(
+        self.transaction(|tx| {
+            tx.exec_drop(
                 "INSERT INTO sessions (id, user_id, created_at, expires_at, max_expires_at,
                    refresh_nonce, refresh_generation, ip, user_agent)
                  SELECT :id, id, :created_at, :expires_at, :max_expires_at,
                    :nonce, :generation, :ip, :user_agent
-                 FROM users WHERE id = :user_id AND password_hash = :hash",
+                 FROM users
+                 WHERE id = :user_id AND password_hash = :hash AND disabled_at IS NULL",
                 params! {
                     "id" => &session.id[..],
                     "user_id" => session.user_id,
@@ -209,12 +211,16 @@ impl Db {
                     "hash" => verified_hash,
                 },
             )?;
-            Ok(conn.affected_rows())
-        })?;
-        Ok(if inserted == 1 {
-            Guarded::Done
-        } else {
-            Guarded::Stale
+            if tx.affected_rows() != 1 {
+                return Ok(Guarded::Stale);
+            }
+            tx.exec_drop(
+                "UPDATE users SET last_login_at = :at, last_login_ip = :ip WHERE id = :user_id",
+                params! {
+                    "at" => session.created_at, "ip" => &session.ip, "user_id" => session.user_id,
+                },
+            )?;
+            Ok(Guarded::Done)
         })
     }
 
@@ -307,7 +313,8 @@ impl Db {
                 format!(
                     "SELECT {USER_COLUMNS}
                      FROM sessions s JOIN users u ON u.id = s.user_id
-                     WHERE s.id = :sid AND s.user_id = :uid AND s.expires_at > :now"
+                     WHERE s.id = :sid AND s.user_id = :uid AND s.expires_at > :now
+                       AND u.disabled_at IS NULL"
                 ),
                 params! { "sid" => &session_id[..], "uid" => user_id, "now" => now },
             )

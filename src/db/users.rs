@@ -30,12 +30,46 @@ pub struct User {
     /// Unix seconds when the address was proven, by a link mailed to it;
     /// `None` until then.
     pub email_verified_at: Option<u64>,
+    /// What the account may do: only admins reach the admin API.
+    pub role: Role,
+    /// Unix seconds when an operator disabled the account; `None` while it
+    /// is enabled. A disabled account has no sessions and cannot log in.
+    pub disabled_at: Option<u64>,
+}
+
+/// An account's role, stored as its name in `users.role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every account registered through the API.
+    User,
+    /// May use the admin API (`/admin/*`).
+    Admin,
+}
+
+impl Role {
+    /// The stored and shown name: `user` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `name` (exactly `user` or `admin`), if any.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "user" => Some(Role::User),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// The columns a [`User`] is read from, on `users` aliased `u`. Every query
 /// that returns an account selects exactly these, so a new field is added
 /// in one place.
-pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.created_at, u.email_verified_at";
+pub(super) const USER_COLUMNS: &str =
+    "u.id, u.email, u.created_at, u.email_verified_at, u.role, u.disabled_at";
 
 /// Takes column `name` from `row`, as `FromRow` implementations need.
 pub(super) fn take<T: mysql::prelude::FromValue>(
@@ -55,6 +89,10 @@ impl FromRow for User {
             email: take(&mut row, "email")?,
             created_at: take(&mut row, "created_at")?,
             email_verified_at: take(&mut row, "email_verified_at")?,
+            // Only this server writes the column, and only these names; an
+            // unknown one (a hand edit) grants nothing.
+            role: Role::parse(&take::<String>(&mut row, "role")?).unwrap_or(Role::User),
+            disabled_at: take(&mut row, "disabled_at")?,
         })
     }
 }
@@ -101,6 +139,9 @@ pub enum Change<T> {
     PasswordChanged,
     /// Another account has the address (moves to a new address only).
     Taken,
+    /// The account is the last enabled admin (deletion only): nothing was
+    /// written.
+    LastAdmin,
 }
 
 /// The outcome of an update guarded by the password hash the caller verified.
@@ -225,6 +266,12 @@ impl Db {
                 Lock::Revoked => return Ok(Change::Revoked),
                 Lock::PasswordChanged => return Ok(Change::PasswordChanged),
             };
+            if is_enabled_admin(tx, proof.user_id)? {
+                super::admin::take_guard(tx)?;
+                if super::admin::enabled_admins(tx)? <= 1 {
+                    return Ok(Change::LastAdmin);
+                }
+            }
             // Counted before the cascade, for the sessions-ended metric.
             tx.exec_drop(
                 "DELETE FROM sessions WHERE user_id = :uid",
@@ -404,6 +451,15 @@ pub(super) fn lock_for_change(tx: &mut Transaction<'_>, proof: &Proof<'_>) -> my
     // A session exists only for an account that could log in, so by its key.
     let email_key = key.and_then(|k| k.try_into().ok()).unwrap_or([0; 32]);
     Ok(Lock::Held { email_key, email })
+}
+
+/// True if the account is an enabled admin.
+fn is_enabled_admin(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<bool> {
+    let found: Option<u8> = tx.exec_first(
+        "SELECT 1 FROM users WHERE id = :uid AND role = 'admin' AND disabled_at IS NULL",
+        params! { "uid" => user_id },
+    )?;
+    Ok(found.is_some())
 }
 
 /// The account with id `user_id`, inside a transaction.

@@ -59,6 +59,8 @@ pub fn register(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
                 email: address.email,
                 created_at: now,
                 email_verified_at: None,
+                role: crate::db::Role::User,
+                disabled_at: None,
             };
             return Ok(Response::json(
                 201,
@@ -134,7 +136,7 @@ pub fn update_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
         Change::Taken => return Err(ApiError::EmailTaken),
         // The session ended (or the account went) while the password was
         // being checked: its tokens are dead.
-        Change::Revoked => return Err(ApiError::TokenRevoked),
+        Change::Revoked | Change::LastAdmin => return Err(ApiError::TokenRevoked),
         Change::PasswordChanged => return Err(ApiError::WrongPassword),
     }
     mail_queued(ctx, 2);
@@ -150,7 +152,8 @@ pub fn update_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
 
 /// `DELETE /auth/me {password}` (Bearer): 204; deletes the account with
 /// every session, reset token and failure count of it, and mails its
-/// address a notice. 401 `wrong_password`.
+/// address a notice. 401 `wrong_password`; 409 `last_admin` for the last
+/// enabled admin.
 pub fn delete_me(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     rate_limit(ctx, request)?;
     let auth = authenticate(ctx, request)?;
@@ -170,6 +173,7 @@ pub fn delete_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
         Change::Done(ended) => ended,
         Change::Revoked | Change::Taken => return Err(ApiError::TokenRevoked),
         Change::PasswordChanged => return Err(ApiError::WrongPassword),
+        Change::LastAdmin => return Err(ApiError::LastAdmin),
     };
     mail_queued(ctx, 1);
     ctx.metrics.sessions_ended(ended);
@@ -192,6 +196,7 @@ pub(crate) fn user_json(user: &User) -> Value {
         "id": user.id,
         "email": user.email,
         "email_verified": user.email_verified_at.is_some(),
+        "role": user.role.as_str(),
         "created_at": time::rfc3339(user.created_at),
     })
 }

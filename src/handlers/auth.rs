@@ -1,7 +1,8 @@
-//! The bearer token check every authenticated endpoint starts with.
+//! The bearer token check every authenticated endpoint starts with, and the
+//! admin check the admin API adds to it.
 
 use super::Context;
-use crate::db::User;
+use crate::db::{Role, User};
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::log;
@@ -41,4 +42,19 @@ pub(super) fn authenticate(ctx: &Context, request: &Request) -> Result<Authentic
         user,
         session_id: claims.session_id,
     })
+}
+
+/// [`authenticate`], then the account must be an admin: 403 `forbidden`
+/// otherwise. The role is read with the session on every request, so a
+/// demotion takes effect at once.
+pub(super) fn authenticate_admin(
+    ctx: &Context,
+    request: &Request,
+) -> Result<Authenticated, ApiError> {
+    let auth = authenticate(ctx, request)?;
+    if auth.user.role != Role::Admin {
+        log::warn("admin API refused to a non-admin", &[]);
+        return Err(ApiError::Forbidden);
+    }
+    Ok(auth)
 }

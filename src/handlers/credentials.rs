@@ -68,6 +68,8 @@ pub(super) fn check_credentials(
         return Err(ApiError::InvalidCredentials);
     };
     match verify_password(ctx, given, &account) {
+        // Only after the password, so a guesser learns nothing from it.
+        Ok(()) if account.user.disabled_at.is_some() => Err(ApiError::AccountDisabled),
         Ok(()) => Ok(account),
         Err(ApiError::WrongPassword) if hide => Err(ApiError::InvalidCredentials),
         Err(ApiError::TooManyAttempts(_)) if hide => {

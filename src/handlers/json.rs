@@ -141,7 +141,45 @@ pub(super) fn string_member<'a>(
     match body.get(name) {
         None => Err(ApiError::MissingField(name)),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ApiError::InvalidField(name)),
+        Some(_) => Err(ApiError::InvalidField(name, "a string")),
+    }
+}
+
+/// An optional member that is a string or `null` (which clears a value):
+/// `None` when absent, `Some(None)` for `null`.
+pub(super) fn nullable_string_member<'a>(
+    body: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<Option<&'a str>>, ApiError> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s))),
+        Some(_) => Err(ApiError::InvalidField(name, "a string or null")),
+    }
+}
+
+/// An optional string member: `None` when absent.
+pub(super) fn optional_string_member<'a>(
+    body: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, ApiError> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::InvalidField(name, "a string")),
+    }
+}
+
+/// An optional boolean member: `None` when absent.
+pub(super) fn optional_bool_member(
+    body: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<bool>, ApiError> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::InvalidField(name, "true or false")),
     }
 }
 
@@ -172,7 +210,10 @@ mod tests {
             string_member(&map, "password"),
             Err(ApiError::MissingField("password"))
         );
-        assert_eq!(string_member(&map, "x"), Err(ApiError::InvalidField("x")));
+        assert_eq!(
+            string_member(&map, "x"),
+            Err(ApiError::InvalidField("x", "a string"))
+        );
         for ct in [
             None,
             Some("text/plain"),

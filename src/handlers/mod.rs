@@ -21,11 +21,13 @@
 //! | `password.rs` | change, forget and reset a password (the reset's rules also serve the reset page) |
 //! | `sessions.rs` | log out, list and end sessions, purge expired ones |
 //! | `ops.rs` | health, metrics, the API description |
-//! | `auth.rs` | *shared:* the bearer token check |
+//! | `admin.rs` | the admin API (`/admin/*`): listing, viewing and changing accounts |
+//! | `auth.rs` | *shared:* the bearer token check, and the admin check |
 //! | `credentials.rs` | *shared:* password checks under the lockout, hashing |
 //! | `json.rs` | *shared:* JSON bodies and their members |
 
 mod account;
+pub mod admin;
 mod auth;
 mod credentials;
 mod email;

@@ -97,6 +97,11 @@ impl Form {
         Ok(Form { fields })
     }
 
+    /// Every field's name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(n, _)| n.as_str())
+    }
+
     /// The value of field `name`, if present (possibly empty).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields

@@ -23,7 +23,7 @@
 
 mod common;
 mod email;
-mod form;
+pub(crate) mod form;
 mod html;
 mod reset;
 

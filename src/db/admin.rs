@@ -1,0 +1,535 @@
+//! What operators do to accounts: the first admin, roles, disabling, and
+//! the admin API's listing and view of an account.
+//!
+//! **The last admin.** No change may leave the server without an enabled
+//! admin: demoting, disabling or deleting the last one answers
+//! [`AdminChange::LastAdmin`]. Counting the admins and then changing one is
+//! a check-then-act, and two such changes at once (two admins demoting each
+//! other, on two Galera nodes) could each count two and leave none. So every
+//! change that could remove an admin first writes the single row of
+//! `admin_guard` ([`take_guard`]): on one server the row lock makes the
+//! second wait for the first to commit, and on a Galera cluster both write
+//! the same row, so the second fails certification and its rerun (`tx.rs`)
+//! counts again. Only then are the admins counted, with a locking read,
+//! which sees every committed change. Such changes are rare, so
+//! serialising them all costs nothing that matters.
+//!
+//! **Disabling** ends the account's sessions and deletes the tokens of its
+//! mailed links (reset, verification, a move to a new address) in the same
+//! transaction; logins check `disabled_at` when they open a
+//! session (`sessions.rs`), and the mail resolver mails a disabled account
+//! nothing (`mail.rs`).
+
+use super::users::{USER_COLUMNS, take, user_by_id};
+use super::{Db, DbError, Role, User};
+use crate::email::Address;
+use mysql::prelude::{FromRow, Queryable};
+use mysql::{FromRowError, Row, Transaction, params};
+
+/// An account as the admin API shows it: the [`User`] and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser {
+    /// The account.
+    pub user: User,
+    /// Why it was disabled, as the operator said (if they did).
+    pub disabled_reason: Option<String>,
+    /// Wrong passwords in the current lockout window (0 if none).
+    pub failures: u32,
+    /// Unix seconds when that window began (0 if none).
+    pub window_start: u64,
+    /// Sessions that have not ended.
+    pub live_sessions: u64,
+    /// Unix seconds of the last login, if any since migration 0011.
+    pub last_login_at: Option<u64>,
+    /// The client address of that login.
+    pub last_login_ip: Option<String>,
+}
+
+/// The columns an [`AdminUser`] is read from; the query binds `:now`.
+const ADMIN_COLUMNS: &str = "u.disabled_reason, u.last_login_at, u.last_login_ip,
+     f.failures, f.window_start,
+     (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > :now)
+       AS live_sessions";
+
+/// The tables an [`AdminUser`] is read from.
+const ADMIN_FROM: &str = "users u LEFT JOIN login_failures f ON f.user_id = u.id";
+
+impl FromRow for AdminUser {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        let disabled_reason = take(&mut row, "disabled_reason")?;
+        let last_login_at = take(&mut row, "last_login_at")?;
+        let last_login_ip = take(&mut row, "last_login_ip")?;
+        let failures: Option<u32> = take(&mut row, "failures")?;
+        let window_start: Option<u64> = take(&mut row, "window_start")?;
+        let live_sessions = take(&mut row, "live_sessions")?;
+        Ok(AdminUser {
+            user: User::from_row_opt(row)?,
+            disabled_reason,
+            failures: failures.unwrap_or(0),
+            window_start: window_start.unwrap_or(0),
+            live_sessions,
+            last_login_at,
+            last_login_ip,
+        })
+    }
+}
+
+/// Which accounts a listing returns: every given filter must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Part of the email, matched literally (no wildcards).
+    pub query: Option<String>,
+    /// Only accounts with this role.
+    pub role: Option<Role>,
+    /// Only disabled (`true`) or enabled (`false`) accounts.
+    pub disabled: Option<bool>,
+    /// Only verified (`true`) or unverified (`false`) accounts.
+    pub verified: Option<bool>,
+    /// Only accounts with a smaller id: the previous page's cursor.
+    pub before_id: Option<u64>,
+}
+
+/// What an admin changes on an account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminPatch {
+    /// The new role.
+    pub role: Option<Role>,
+    /// Disable (`true`) or enable (`false`) the account.
+    pub disabled: Option<bool>,
+    /// The reason shown with a disabled account: `Some(None)` clears it.
+    pub disabled_reason: Option<Option<String>>,
+    /// Mark the address verified (`true`) or not (`false`).
+    pub email_verified: Option<bool>,
+}
+
+impl AdminPatch {
+    /// True if the patch could leave one admin fewer.
+    fn may_remove_an_admin(&self) -> bool {
+        self.role == Some(Role::User) || self.disabled == Some(true)
+    }
+}
+
+/// The outcome of an admin's change to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminChange<T> {
+    /// Done.
+    Done(T),
+    /// No account has the id.
+    NotFound,
+    /// The change would leave no enabled admin; nothing was written.
+    LastAdmin,
+    /// The acting admin is no longer one (demoted, disabled, or its session
+    /// ended) since the request was authenticated; nothing was written.
+    NotAnAdmin,
+}
+
+/// The admin a change is made by, checked again inside its transaction so
+/// that an admin demoted while their request was in flight changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// The admin's account.
+    pub user_id: u64,
+    /// The session the request was authenticated with.
+    pub session_id: &'a [u8; 16],
+}
+
+/// An account after a [`Db::patch_user`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patched {
+    /// The account as it is now.
+    pub account: AdminUser,
+    /// The role it had before.
+    pub old_role: Role,
+    /// Sessions the change ended (disabling ends them all).
+    pub sessions_ended: u64,
+}
+
+/// The outcome of the start-up bootstrap of the first admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The account was created, as an admin.
+    Created(User),
+    /// An enabled admin exists already (this one or another): nothing done.
+    AdminExists,
+    /// The address belongs to an account that is not an admin: nothing
+    /// done, since whoever registered it first may not be the operator.
+    AddressTaken,
+}
+
+impl Db {
+    /// Creates the first admin at start-up (`ADMIN_EMAIL`), verified, unless
+    /// an enabled admin exists or the address has an account. Safe for many
+    /// instances starting at once: the unique key and the guard row decide.
+    pub fn bootstrap_admin(
+        &self,
+        address: &Address,
+        password_hash: &str,
+        now: u64,
+    ) -> Result<Bootstrap, DbError> {
+        self.transaction(|tx| {
+            take_guard(tx)?;
+            if let Some(user) = user_by_key(tx, &address.key)? {
+                return Ok(if user.role == Role::Admin {
+                    Bootstrap::AdminExists
+                } else {
+                    Bootstrap::AddressTaken
+                });
+            }
+            if enabled_admins(tx)? > 0 {
+                return Ok(Bootstrap::AdminExists);
+            }
+            Ok(match insert_admin(tx, address, password_hash, now)? {
+                Some(user) => Bootstrap::Created(user),
+                // Another instance created it between our read and insert.
+                None => Bootstrap::AdminExists,
+            })
+        })
+    }
+
+    /// Creates a verified admin account (`create-admin`); `None` if the
+    /// address has an account already.
+    pub fn create_admin(
+        &self,
+        address: &Address,
+        password_hash: &str,
+        now: u64,
+    ) -> Result<Option<User>, DbError> {
+        self.transaction(|tx| insert_admin(tx, address, password_hash, now))
+    }
+
+    /// The id of the account with this mailbox key, if any.
+    pub fn user_id_by_key(&self, key: &[u8; 32]) -> Result<Option<u64>, DbError> {
+        self.run(|conn| {
+            conn.exec_first(
+                "SELECT id FROM users WHERE email_key = :key",
+                params! { "key" => &key[..] },
+            )
+        })
+    }
+
+    /// The account with its state, as the admin API shows it.
+    pub fn admin_user(&self, user_id: u64, now: u64) -> Result<Option<AdminUser>, DbError> {
+        self.run(|conn| {
+            conn.exec_first(
+                format!(
+                    "SELECT {USER_COLUMNS}, {ADMIN_COLUMNS} FROM {ADMIN_FROM} WHERE u.id = :id"
+                ),
+                params! { "id" => user_id, "now" => now },
+            )
+        })
+    }
+
+    /// Up to `limit` accounts that pass `filter`, newest (highest id) first.
+    pub fn list_users(
+        &self,
+        filter: &UserFilter,
+        limit: u32,
+        now: u64,
+    ) -> Result<Vec<AdminUser>, DbError> {
+        // Each condition is a fixed string; only the values are bound.
+        let mut conditions = vec!["1 = 1"];
+        let mut values: Vec<(String, mysql::Value)> =
+            vec![("now".into(), now.into()), ("limit".into(), limit.into())];
+        if let Some(before) = filter.before_id {
+            conditions.push("u.id < :before");
+            values.push(("before".into(), before.into()));
+        }
+        if let Some(query) = &filter.query {
+            conditions.push("u.email LIKE :pattern ESCAPE '!'");
+            values.push(("pattern".into(), like_pattern(query).into()));
+        }
+        if let Some(role) = filter.role {
+            conditions.push("u.role = :role");
+            values.push(("role".into(), role.as_str().into()));
+        }
+        match filter.disabled {
+            Some(true) => conditions.push("u.disabled_at IS NOT NULL"),
+            Some(false) => conditions.push("u.disabled_at IS NULL"),
+            None => {}
+        }
+        match filter.verified {
+            Some(true) => conditions.push("u.email_verified_at IS NOT NULL"),
+            Some(false) => conditions.push("u.email_verified_at IS NULL"),
+            None => {}
+        }
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, {ADMIN_COLUMNS} FROM {ADMIN_FROM}
+             WHERE {} ORDER BY u.id DESC LIMIT :limit",
+            conditions.join(" AND ")
+        );
+        self.run(|conn| conn.exec(&sql, mysql::Params::from(values.clone())))
+    }
+
+    /// Applies `patch` to the account in one transaction (see the module
+    /// docs for the last-admin rule); disabling ends its sessions and
+    /// voids its mailed links.
+    /// `actor` is the admin making it, `None` for the command line.
+    pub fn patch_user(
+        &self,
+        user_id: u64,
+        patch: &AdminPatch,
+        now: u64,
+        actor: Option<Actor<'_>>,
+    ) -> Result<AdminChange<Patched>, DbError> {
+        self.transaction(|tx| {
+            if patch.may_remove_an_admin() {
+                take_guard(tx)?;
+            }
+            if !still_admin(tx, actor, now)? {
+                return Ok(AdminChange::NotAnAdmin);
+            }
+            let Some(user) = lock_user(tx, user_id)? else {
+                return Ok(AdminChange::NotFound);
+            };
+            let enabled_admin = user.role == Role::Admin && user.disabled_at.is_none();
+            if enabled_admin && patch.may_remove_an_admin() && enabled_admins(tx)? <= 1 {
+                return Ok(AdminChange::LastAdmin);
+            }
+            if let Some(role) = patch.role {
+                tx.exec_drop(
+                    "UPDATE users SET role = :role WHERE id = :id",
+                    params! { "role" => role.as_str(), "id" => user_id },
+                )?;
+            }
+            let mut sessions_ended = 0;
+            match patch.disabled {
+                Some(true) if user.disabled_at.is_none() => {
+                    tx.exec_drop(
+                        "UPDATE users SET disabled_at = :now WHERE id = :id",
+                        params! { "now" => now, "id" => user_id },
+                    )?;
+                    tx.exec_drop(
+                        "DELETE FROM sessions WHERE user_id = :id",
+                        params! { "id" => user_id },
+                    )?;
+                    sessions_ended = tx.affected_rows();
+                    // Its links stop working: a reset, a verification, a
+                    // move to a new address.
+                    for table in ["password_resets", "email_tokens"] {
+                        tx.exec_drop(
+                            format!("DELETE FROM {table} WHERE user_id = :id"),
+                            params! { "id" => user_id },
+                        )?;
+                    }
+                }
+                Some(false) => tx.exec_drop(
+                    "UPDATE users SET disabled_at = NULL, disabled_reason = NULL WHERE id = :id",
+                    params! { "id" => user_id },
+                )?,
+                _ => {}
+            }
+            if let Some(reason) = &patch.disabled_reason {
+                tx.exec_drop(
+                    "UPDATE users SET disabled_reason = :reason WHERE id = :id",
+                    params! { "reason" => reason, "id" => user_id },
+                )?;
+            }
+            match patch.email_verified {
+                Some(true) => tx.exec_drop(
+                    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, :now)
+                     WHERE id = :id",
+                    params! { "now" => now, "id" => user_id },
+                )?,
+                Some(false) => tx.exec_drop(
+                    "UPDATE users SET email_verified_at = NULL WHERE id = :id",
+                    params! { "id" => user_id },
+                )?,
+                None => {}
+            }
+            let account: Option<AdminUser> = tx.exec_first(
+                format!(
+                    "SELECT {USER_COLUMNS}, {ADMIN_COLUMNS} FROM {ADMIN_FROM} WHERE u.id = :id"
+                ),
+                params! { "id" => user_id, "now" => now },
+            )?;
+            Ok(match account {
+                Some(account) => AdminChange::Done(Patched {
+                    account,
+                    old_role: user.role,
+                    sessions_ended,
+                }),
+                None => AdminChange::NotFound,
+            })
+        })
+    }
+
+    /// Records a request for `kind` mail to the account's address, as a
+    /// `forgot` does for an address; `false` if no account has the id.
+    pub fn request_mail_for(
+        &self,
+        user_id: u64,
+        kind: &str,
+        now: u64,
+        ip: &str,
+    ) -> Result<bool, DbError> {
+        self.run(|conn| {
+            conn.exec_drop(
+                "INSERT INTO mail_requests (kind, email_key, requested_at, ip)
+                 SELECT :kind, email_key, :now, :ip FROM users
+                 WHERE id = :id AND email_key IS NOT NULL",
+                params! { "kind" => kind, "now" => now, "ip" => ip, "id" => user_id },
+            )?;
+            Ok(conn.affected_rows() == 1)
+        })
+    }
+
+    /// Deletes the account (its sessions, tokens and counts cascade) unless
+    /// it is the last enabled admin. `Done` with the sessions that ended.
+    pub fn admin_delete_user(
+        &self,
+        user_id: u64,
+        now: u64,
+        actor: Actor<'_>,
+    ) -> Result<AdminChange<u64>, DbError> {
+        self.transaction(|tx| {
+            take_guard(tx)?;
+            if !still_admin(tx, Some(actor), now)? {
+                return Ok(AdminChange::NotAnAdmin);
+            }
+            let Some(user) = lock_user(tx, user_id)? else {
+                return Ok(AdminChange::NotFound);
+            };
+            if user.role == Role::Admin && user.disabled_at.is_none() && enabled_admins(tx)? <= 1 {
+                return Ok(AdminChange::LastAdmin);
+            }
+            if let Some(key) = email_key(tx, user_id)? {
+                super::mail::forget_requests(tx, &key)?;
+            }
+            tx.exec_drop(
+                "DELETE FROM sessions WHERE user_id = :id",
+                params! { "id" => user_id },
+            )?;
+            let ended = tx.affected_rows();
+            tx.exec_drop(
+                "DELETE FROM users WHERE id = :id",
+                params! { "id" => user_id },
+            )?;
+            Ok(AdminChange::Done(ended))
+        })
+    }
+}
+
+/// Writes the guard row: see the module docs.
+pub(super) fn take_guard(tx: &mut Transaction<'_>) -> mysql::Result<()> {
+    tx.query_drop("UPDATE admin_guard SET version = version + 1 WHERE id = 1")
+}
+
+/// Enabled admins, by a locking read (so it sees every committed change).
+/// Only after [`take_guard`].
+pub(super) fn enabled_admins(tx: &mut Transaction<'_>) -> mysql::Result<u64> {
+    let count: Option<u64> = tx.query_first(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL FOR UPDATE",
+    )?;
+    Ok(count.unwrap_or(0))
+}
+
+/// True unless `actor` is no longer an enabled admin with a live session;
+/// the rows read stay share-locked to the commit.
+fn still_admin(
+    tx: &mut Transaction<'_>,
+    actor: Option<Actor<'_>>,
+    now: u64,
+) -> mysql::Result<bool> {
+    let Some(actor) = actor else {
+        return Ok(true);
+    };
+    let found: Option<u8> = tx.exec_first(
+        "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id = :sid AND u.id = :uid AND s.expires_at > :now
+           AND u.role = 'admin' AND u.disabled_at IS NULL
+         LOCK IN SHARE MODE",
+        params! { "sid" => &actor.session_id[..], "uid" => actor.user_id, "now" => now },
+    )?;
+    Ok(found.is_some())
+}
+
+/// The account, its row locked for the change that follows.
+fn lock_user(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<Option<User>> {
+    tx.exec_first(
+        format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = :id FOR UPDATE"),
+        params! { "id" => user_id },
+    )
+}
+
+/// The account with this mailbox key, its row locked.
+fn user_by_key(tx: &mut Transaction<'_>, key: &[u8; 32]) -> mysql::Result<Option<User>> {
+    tx.exec_first(
+        format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email_key = :key FOR UPDATE"),
+        params! { "key" => &key[..] },
+    )
+}
+
+/// The account's mailbox key.
+fn email_key(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<Option<[u8; 32]>> {
+    let key: Option<Option<Vec<u8>>> = tx.exec_first(
+        "SELECT email_key FROM users WHERE id = :id",
+        params! { "id" => user_id },
+    )?;
+    Ok(key.flatten().and_then(|k| k.try_into().ok()))
+}
+
+/// Inserts a verified admin; `None` if the mailbox has an account.
+fn insert_admin(
+    tx: &mut Transaction<'_>,
+    address: &Address,
+    password_hash: &str,
+    now: u64,
+) -> mysql::Result<Option<User>> {
+    let inserted = tx.exec_drop(
+        "INSERT INTO users (email, email_key, password_hash, email_verified_at, role,
+           created_at, updated_at)
+         VALUES (:email, :key, :hash, :now, 'admin', :now, :now)",
+        params! {
+            "email" => &address.email, "key" => &address.key[..],
+            "hash" => password_hash, "now" => now,
+        },
+    );
+    match inserted {
+        Ok(()) => {}
+        Err(e) if super::failure::is_duplicate(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let id = tx.last_insert_id().unwrap_or(0);
+    user_by_id(tx, id)
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its `%`, `_` and `!` escaped
+/// with `!` (the statement's `ESCAPE '!'`: a backslash means different
+/// things under MySQL's and MariaDB's `NO_BACKSLASH_ESCAPES`).
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_match_the_text_literally() {
+        assert_eq!(like_pattern("bob"), "%bob%");
+        assert_eq!(like_pattern("a_b%c!d"), "%a!_b!%c!!d%");
+        assert_eq!(like_pattern(""), "%%");
+    }
+
+    #[test]
+    fn only_demoting_or_disabling_can_remove_an_admin() {
+        let patch = |role, disabled| AdminPatch {
+            role,
+            disabled,
+            ..AdminPatch::default()
+        };
+        assert!(patch(Some(Role::User), None).may_remove_an_admin());
+        assert!(patch(None, Some(true)).may_remove_an_admin());
+        assert!(!patch(Some(Role::Admin), Some(false)).may_remove_an_admin());
+        assert!(!patch(None, None).may_remove_an_admin());
+    }
+}

@@ -1,0 +1,346 @@
+//! The admin API (`/admin/*`): what operators do to accounts, for the
+//! Bearer token of an admin's session ([`authenticate_admin`]: 401 as
+//! anywhere without a valid token, 403 `forbidden` for anyone else).
+//!
+//! Accounts are addressed by id, `/admin/users/{id}`; an id that is not a
+//! number, or that no account has, answers 404 `user_not_found`. The rules
+//! (the last admin, what disabling ends) are the database layer's, in one
+//! transaction each (`db::admin`); this file reads requests and shapes
+//! answers. With `ADMIN_BIND_ADDR` these routes are served only there
+//! (`crate::router`).
+
+use super::auth::{Authenticated, authenticate_admin};
+use super::json::{
+    json_object, nullable_string_member, optional_bool_member, optional_string_member,
+};
+use super::{Context, account::user_json};
+use crate::db::{Actor, AdminChange, AdminPatch, AdminUser, PASSWORD_RESET, Role, UserFilter};
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::pages::form::Form;
+use crate::{log, time};
+use serde_json::{Value, json};
+
+/// Accounts are addressed under this prefix.
+pub const USERS_PREFIX: &str = "/admin/users/";
+
+/// A page of accounts unless `limit` says otherwise.
+const DEFAULT_LIMIT: u32 = 50;
+/// The largest page.
+const MAX_LIMIT: u32 = 500;
+/// Longest `disabled_reason`, in characters (the column's size).
+const MAX_REASON_CHARS: usize = 500;
+/// Longest `query`: an email is at most 254 characters.
+const MAX_QUERY_CHARS: usize = 254;
+
+/// `GET /admin/users?query=&role=&disabled=&verified=&limit=&after=`:
+/// 200 `{"users": [...], "next"}`, newest first. `next` is the cursor of
+/// the following page (pass it as `after`), `null` on the last page.
+/// Keyset pagination on the id: accounts created while paging appear on no
+/// page they would shift, and none is repeated or skipped. 400
+/// `invalid_query` for an unknown parameter or a value not of its form.
+pub fn list_users(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    authenticate_admin(ctx, request)?;
+    let query = Form::parse(request.query.as_deref().unwrap_or("").as_bytes())
+        .map_err(|e| ApiError::InvalidQuery(e.sentence()))?;
+    const KNOWN: [&str; 6] = ["query", "role", "disabled", "verified", "limit", "after"];
+    if let Some(unknown) = query.names().find(|n| !KNOWN.contains(n)) {
+        return Err(ApiError::InvalidQuery(format!(
+            "Unknown parameter \"{}\"; known: {}.",
+            unknown.chars().take(40).collect::<String>(),
+            KNOWN.join(", ")
+        )));
+    }
+    let text = query.get("query").filter(|q| !q.is_empty());
+    if text.is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
+        return Err(ApiError::InvalidQuery(format!(
+            "\"query\" is at most {MAX_QUERY_CHARS} characters."
+        )));
+    }
+    let filter = UserFilter {
+        // Addresses are stored lowercased (see `crate::email`).
+        query: text.map(str::to_lowercase),
+        role: match query.get("role") {
+            None => None,
+            Some(name) => Some(
+                Role::parse(name)
+                    .ok_or_else(|| ApiError::InvalidQuery("\"role\" is user or admin.".into()))?,
+            ),
+        },
+        disabled: boolean(&query, "disabled")?,
+        verified: boolean(&query, "verified")?,
+        before_id: match query.get("after") {
+            None => None,
+            Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
+                ApiError::InvalidQuery("\"after\" is the \"next\" of a previous page.".into())
+            })?),
+        },
+    };
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::InvalidQuery(format!("\"limit\" is a number from 1 to {MAX_LIMIT}."))
+            })?,
+    };
+    // One more than the page tells whether another page follows.
+    let mut users = ctx.db.list_users(&filter, limit + 1, ctx.now())?;
+    let next = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users.last().map(|u| u.user.id.to_string())
+    } else {
+        None
+    };
+    let users: Vec<Value> = users.iter().map(|u| admin_json(ctx, u)).collect();
+    Ok(Response::json(
+        200,
+        &json!({ "users": users, "next": next }),
+    ))
+}
+
+/// `GET /admin/users/{id}`: 200 `{"user"}`, the account with its state
+/// (role, verified, disabled and why, lockout, live sessions, last login).
+pub fn get_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    authenticate_admin(ctx, request)?;
+    let id = user_id(request, "")?;
+    let user = ctx
+        .db
+        .admin_user(id, ctx.now())?
+        .ok_or(ApiError::UserNotFound)?;
+    Ok(Response::json(
+        200,
+        &json!({ "user": admin_json(ctx, &user) }),
+    ))
+}
+
+/// `PATCH /admin/users/{id} {role?, disabled?, disabled_reason?,
+/// email_verified?}`: 200 `{"user"}` as changed. Disabling ends every
+/// session of the account at once; enabling brings none back (and clears
+/// the reason). 409 `last_admin` if the change would leave no enabled
+/// admin; 400 `invalid_field` for a member of the wrong type (`role` must
+/// be "user" or "admin").
+pub fn patch_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let id = user_id(request, "")?;
+    let body = json_object(request)?;
+    let role = match optional_string_member(&body, "role")? {
+        None => None,
+        Some(name) => {
+            Some(Role::parse(name).ok_or(ApiError::InvalidField("role", "\"user\" or \"admin\""))?)
+        }
+    };
+    let reason = nullable_string_member(&body, "disabled_reason")?;
+    if reason
+        .flatten()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(ApiError::InvalidField(
+            "disabled_reason",
+            "at most 500 characters",
+        ));
+    }
+    let patch = AdminPatch {
+        role,
+        disabled: optional_bool_member(&body, "disabled")?,
+        disabled_reason: reason.map(|r| r.map(str::to_string)),
+        email_verified: optional_bool_member(&body, "email_verified")?,
+    };
+    let patched = match ctx
+        .db
+        .patch_user(id, &patch, ctx.now(), Some(actor(&auth)))?
+    {
+        AdminChange::Done(patched) => patched,
+        other => return Err(refused(other)),
+    };
+    ctx.metrics.sessions_ended(patched.sessions_ended);
+    log::info(
+        "admin changed an account",
+        &[
+            ("actor_id", auth.user.id.into()),
+            ("user_id", id.into()),
+            ("role", patched.account.user.role.as_str().into()),
+            ("old_role", patched.old_role.as_str().into()),
+            (
+                "disabled",
+                patched.account.user.disabled_at.is_some().into(),
+            ),
+            ("sessions_ended", patched.sessions_ended.into()),
+        ],
+    );
+    Ok(Response::json(
+        200,
+        &json!({ "user": admin_json(ctx, &patched.account) }),
+    ))
+}
+
+/// `DELETE /admin/users/{id}`: 204; the account goes with its sessions,
+/// tokens and failure counts. 409 `last_admin` for the last enabled admin.
+pub fn delete_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let id = user_id(request, "")?;
+    let ended = match ctx.db.admin_delete_user(id, ctx.now(), actor(&auth))? {
+        AdminChange::Done(ended) => ended,
+        other => return Err(refused(other)),
+    };
+    ctx.metrics.sessions_ended(ended);
+    log::info(
+        "admin deleted an account",
+        &[("actor_id", auth.user.id.into()), ("user_id", id.into())],
+    );
+    Ok(Response::empty(204))
+}
+
+/// `DELETE /admin/users/{id}/sessions`: 204; every session of the account
+/// ends at once (its tokens answer 401 `token_revoked`).
+pub fn end_sessions(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let id = existing_user(ctx, request, "/sessions")?;
+    let ended = ctx.db.end_all_sessions(id)?;
+    ctx.metrics.sessions_ended(ended);
+    log::info(
+        "admin ended an account's sessions",
+        &[
+            ("actor_id", auth.user.id.into()),
+            ("user_id", id.into()),
+            ("sessions_ended", ended.into()),
+        ],
+    );
+    Ok(Response::empty(204))
+}
+
+/// `DELETE /admin/users/{id}/lockout`: 204; the account's failed attempts
+/// are forgotten, so a locked account can log in again at once.
+pub fn clear_lockout(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let id = existing_user(ctx, request, "/lockout")?;
+    ctx.db.clear_login_failures(id)?;
+    log::info(
+        "admin cleared an account's lockout",
+        &[("actor_id", auth.user.id.into()), ("user_id", id.into())],
+    );
+    Ok(Response::empty(204))
+}
+
+/// `POST /admin/users/{id}/password-reset`: 202; a reset link is mailed to
+/// the account's address, exactly as a `forgot` for it would (the same
+/// cooldown; a disabled account is mailed nothing).
+pub fn send_password_reset(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let id = user_id(request, "/password-reset")?;
+    let ip = ctx.client_ip(request).to_string();
+    if !ctx
+        .db
+        .request_mail_for(id, PASSWORD_RESET, ctx.now(), &ip)?
+    {
+        return Err(ApiError::UserNotFound);
+    }
+    ctx.mail.wake();
+    log::info(
+        "admin requested a password reset",
+        &[("actor_id", auth.user.id.into()), ("user_id", id.into())],
+    );
+    Ok(Response::json(202, &json!({ "status": "accepted" })))
+}
+
+/// The admin making a change, for the database to check again.
+fn actor(auth: &Authenticated) -> Actor<'_> {
+    Actor {
+        user_id: auth.user.id,
+        session_id: &auth.session_id,
+    }
+}
+
+/// The error for a change the database refused.
+fn refused<T>(change: AdminChange<T>) -> ApiError {
+    match change {
+        AdminChange::NotFound => ApiError::UserNotFound,
+        AdminChange::LastAdmin => ApiError::LastAdmin,
+        // Demoted or logged out while the request was in flight.
+        AdminChange::NotAnAdmin | AdminChange::Done(_) => ApiError::Forbidden,
+    }
+}
+
+/// The id in `/admin/users/{id}{suffix}`; 404 `user_not_found` unless it
+/// is a decimal number (the router checked the prefix and the suffix).
+fn user_id(request: &Request, suffix: &str) -> Result<u64, ApiError> {
+    request
+        .path
+        .strip_prefix(USERS_PREFIX)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse().ok())
+        .ok_or(ApiError::UserNotFound)
+}
+
+/// [`user_id`], for an account that must exist.
+fn existing_user(ctx: &Context, request: &Request, suffix: &str) -> Result<u64, ApiError> {
+    let id = user_id(request, suffix)?;
+    match ctx.db.admin_user(id, ctx.now())? {
+        Some(_) => Ok(id),
+        None => Err(ApiError::UserNotFound),
+    }
+}
+
+/// A `true`/`false` query parameter.
+fn boolean(query: &Form, name: &'static str) -> Result<Option<bool>, ApiError> {
+    match query.get(name) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::InvalidQuery(format!(
+            "\"{name}\" is true or false."
+        ))),
+    }
+}
+
+/// The admin API's form of an account: the `user` object everyone sees,
+/// with its state.
+fn admin_json(ctx: &Context, account: &AdminUser) -> Value {
+    let mut value = user_json(&account.user);
+    let window = ctx.config.lockout_window;
+    let lock_ends = account.window_start + window;
+    let locked_until = (account.failures >= ctx.config.lockout_threshold && lock_ends > ctx.now())
+        .then(|| time::rfc3339(lock_ends));
+    let state = json!({
+        "disabled": account.user.disabled_at.is_some(),
+        "disabled_at": account.user.disabled_at.map(time::rfc3339),
+        "disabled_reason": account.disabled_reason,
+        "lockout": { "failures": account.failures, "locked_until": locked_until },
+        "live_sessions": account.live_sessions,
+        "last_login_at": account.last_login_at.map(time::rfc3339),
+        "last_login_ip": account.last_login_ip,
+    });
+    if let (Value::Object(map), Value::Object(extra)) = (&mut value, state) {
+        map.extend(extra);
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_in_paths_are_decimal_numbers_and_nothing_else() {
+        let at = |path: &str, suffix| user_id(&Request::for_tests("GET", path), suffix);
+        assert_eq!(at("/admin/users/42", ""), Ok(42));
+        assert_eq!(at("/admin/users/42/sessions", "/sessions"), Ok(42));
+        for path in [
+            "/admin/users/",
+            "/admin/users/-1",
+            "/admin/users/+1",
+            "/admin/users/4x",
+            "/admin/users/99999999999999999999999",
+            "/admin/users/42/",
+        ] {
+            assert_eq!(at(path, ""), Err(ApiError::UserNotFound), "{path}");
+        }
+        assert_eq!(
+            at("/admin/users/42/lockout", "/sessions"),
+            Err(ApiError::UserNotFound)
+        );
+    }
+}
