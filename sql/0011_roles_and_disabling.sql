@@ -11,12 +11,13 @@ ALTER TABLE users
     ADD COLUMN last_login_ip VARCHAR(45) CHARACTER SET ascii COLLATE ascii_bin NULL,
     ADD KEY users_role (role);
 
--- The one row every change that could leave no enabled admin (a demotion,
--- a disabling, a deletion) writes before it counts the admins: two such
--- changes at once then meet on this row, by its lock on one server and by
--- certification on a Galera cluster, so the later one counts after the
--- earlier committed (src/db/admin.rs). Without it, two admins demoting each
--- other on two nodes could each count two admins and leave none.
+-- The one row every change to the admins (a demotion, a disabling, a
+-- deletion) reads first and bumps as its first write, conditioned on the
+-- version it read: two such changes at once then meet on this row, by its
+-- lock and the condition on one server and by certification on a Galera
+-- cluster, so the later one is rerun and counts the admins again
+-- (src/db/admin.rs). Without it, two admins demoting each other on two
+-- nodes could each count two admins and leave none.
 CREATE TABLE IF NOT EXISTS admin_guard (
     id TINYINT UNSIGNED NOT NULL,
     version BIGINT UNSIGNED NOT NULL,

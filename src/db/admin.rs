@@ -5,14 +5,16 @@
 //! admin: demoting, disabling or deleting the last one answers
 //! [`AdminChange::LastAdmin`]. Counting the admins and then changing one is
 //! a check-then-act, and two such changes at once (two admins demoting each
-//! other, on two Galera nodes) could each count two and leave none. So every
-//! change that could remove an admin first writes the single row of
-//! `admin_guard` ([`take_guard`]): on one server the row lock makes the
-//! second wait for the first to commit, and on a Galera cluster both write
-//! the same row, so the second fails certification and its rerun (`tx.rs`)
-//! counts again. Only then are the admins counted, with a locking read,
-//! which sees every committed change. Such changes are rare, so
-//! serialising them all costs nothing that matters.
+//! other, on two Galera nodes) could each count two and leave none. So
+//! every change to the admins (an admin's change to any account, a
+//! bootstrap, an admin deleting their own account) reads the version of
+//! the single `admin_guard` row first, with everything else it decides on,
+//! and makes its first write bumping that version, conditioned on it being
+//! unchanged ([`take_guard`]). Of two such changes one bumps first; on one
+//! server the other's bump then finds the version moved, on a Galera
+//! cluster both bumps write the same row and the later fails
+//! certification: either way it is rerun (`tx.rs`) and counts again. Admin
+//! changes are rare, so serialising them all costs nothing that matters.
 //!
 //! **Disabling** ends the account's sessions and deletes the tokens of its
 //! mailed links (reset, verification, a move to a new address) in the same
@@ -20,7 +22,8 @@
 //! session (`sessions.rs`), and the mail resolver mails a disabled account
 //! nothing (`mail.rs`).
 
-use super::users::{USER_COLUMNS, take, user_by_id};
+use super::failure::lost_race;
+use super::users::{USER_COLUMNS, take};
 use super::{Db, DbError, Role, User};
 use crate::email::Address;
 use mysql::prelude::{FromRow, Queryable};
@@ -167,7 +170,7 @@ impl Db {
         now: u64,
     ) -> Result<Bootstrap, DbError> {
         self.transaction(|tx| {
-            take_guard(tx)?;
+            let guard = guard_version(tx)?;
             if let Some(user) = user_by_key(tx, &address.key)? {
                 return Ok(if user.role == Role::Admin {
                     Bootstrap::AdminExists
@@ -178,6 +181,7 @@ impl Db {
             if enabled_admins(tx)? > 0 {
                 return Ok(Bootstrap::AdminExists);
             }
+            take_guard(tx, guard)?;
             Ok(match insert_admin(tx, address, password_hash, now)? {
                 Some(user) => Bootstrap::Created(user),
                 // Another instance created it between our read and insert.
@@ -271,10 +275,9 @@ impl Db {
         now: u64,
         actor: Option<Actor<'_>>,
     ) -> Result<AdminChange<Patched>, DbError> {
-        self.transaction(|tx| {
-            if patch.may_remove_an_admin() {
-                take_guard(tx)?;
-            }
+        let changed = self.transaction(|tx| {
+            // Everything is read before the first write (see `tx.rs`).
+            let guard = guard_version(tx)?;
             if !still_admin(tx, actor, now)? {
                 return Ok(AdminChange::NotAnAdmin);
             }
@@ -285,6 +288,7 @@ impl Db {
             if enabled_admin && patch.may_remove_an_admin() && enabled_admins(tx)? <= 1 {
                 return Ok(AdminChange::LastAdmin);
             }
+            take_guard(tx, guard)?;
             if let Some(role) = patch.role {
                 tx.exec_drop(
                     "UPDATE users SET role = :role WHERE id = :id",
@@ -336,20 +340,22 @@ impl Db {
                 )?,
                 None => {}
             }
-            let account: Option<AdminUser> = tx.exec_first(
-                format!(
-                    "SELECT {USER_COLUMNS}, {ADMIN_COLUMNS} FROM {ADMIN_FROM} WHERE u.id = :id"
-                ),
-                params! { "id" => user_id, "now" => now },
-            )?;
-            Ok(match account {
+            Ok(AdminChange::Done((user.role, sessions_ended)))
+        })?;
+        // The account as it is now, read after the commit rather than
+        // inside the transaction (no read after a write, see `tx.rs`).
+        Ok(match changed {
+            AdminChange::Done((old_role, sessions_ended)) => match self.admin_user(user_id, now)? {
                 Some(account) => AdminChange::Done(Patched {
                     account,
-                    old_role: user.role,
+                    old_role,
                     sessions_ended,
                 }),
                 None => AdminChange::NotFound,
-            })
+            },
+            AdminChange::NotFound => AdminChange::NotFound,
+            AdminChange::LastAdmin => AdminChange::LastAdmin,
+            AdminChange::NotAnAdmin => AdminChange::NotAnAdmin,
         })
     }
 
@@ -382,7 +388,8 @@ impl Db {
         actor: Actor<'_>,
     ) -> Result<AdminChange<u64>, DbError> {
         self.transaction(|tx| {
-            take_guard(tx)?;
+            // Everything is read before the first write (see `tx.rs`).
+            let guard = guard_version(tx)?;
             if !still_admin(tx, Some(actor), now)? {
                 return Ok(AdminChange::NotAnAdmin);
             }
@@ -392,7 +399,9 @@ impl Db {
             if user.role == Role::Admin && user.disabled_at.is_none() && enabled_admins(tx)? <= 1 {
                 return Ok(AdminChange::LastAdmin);
             }
-            if let Some(key) = email_key(tx, user_id)? {
+            let key = email_key(tx, user_id)?;
+            take_guard(tx, guard)?;
+            if let Some(key) = key {
                 super::mail::forget_requests(tx, &key)?;
             }
             tx.exec_drop(
@@ -409,17 +418,34 @@ impl Db {
     }
 }
 
-/// Writes the guard row: see the module docs.
-pub(super) fn take_guard(tx: &mut Transaction<'_>) -> mysql::Result<()> {
-    tx.query_drop("UPDATE admin_guard SET version = version + 1 WHERE id = 1")
+/// The guard row's version, read first in a transaction that changes the
+/// admins (see the module docs).
+pub(super) fn guard_version(tx: &mut Transaction<'_>) -> mysql::Result<u64> {
+    let version: Option<u64> = tx.query_first("SELECT version FROM admin_guard WHERE id = 1")?;
+    Ok(version.unwrap_or(0))
 }
 
-/// Enabled admins, by a locking read (so it sees every committed change).
-/// Only after [`take_guard`].
-pub(super) fn enabled_admins(tx: &mut Transaction<'_>) -> mysql::Result<u64> {
-    let count: Option<u64> = tx.query_first(
-        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL FOR UPDATE",
+/// Writes the guard row, if it is still at `seen` (what [`guard_version`]
+/// read): the first write of a change to the admins. If another such change
+/// committed since the read, the admins counted may be stale: the
+/// transaction lost the race and is rerun ([`lost_race`]).
+pub(super) fn take_guard(tx: &mut Transaction<'_>, seen: u64) -> mysql::Result<()> {
+    tx.exec_drop(
+        "UPDATE admin_guard SET version = version + 1 WHERE id = 1 AND version = :seen",
+        params! { "seen" => seen },
     )?;
+    if tx.affected_rows() == 1 {
+        Ok(())
+    } else {
+        Err(lost_race())
+    }
+}
+
+/// Enabled admins. Read after [`guard_version`] and before [`take_guard`],
+/// which refuses to go ahead if the admins changed in between.
+pub(super) fn enabled_admins(tx: &mut Transaction<'_>) -> mysql::Result<u64> {
+    let count: Option<u64> =
+        tx.query_first("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL")?;
     Ok(count.unwrap_or(0))
 }
 
@@ -489,8 +515,15 @@ fn insert_admin(
         Err(e) if super::failure::is_duplicate(&e) => return Ok(None),
         Err(e) => return Err(e),
     }
-    let id = tx.last_insert_id().unwrap_or(0);
-    user_by_id(tx, id)
+    // Known, not read back (no read after a write, see `tx.rs`).
+    Ok(Some(User {
+        id: tx.last_insert_id().unwrap_or(0),
+        email: address.email.clone(),
+        created_at: now,
+        email_verified_at: Some(now),
+        role: Role::Admin,
+        disabled_at: None,
+    }))
 }
 
 /// A `LIKE` pattern matching `text` anywhere, its `%`, `_` and `!` escaped

@@ -9,7 +9,7 @@
 //! account, and queues the notice to the old address.
 
 use super::mail::{self, Mail, notice};
-use super::users::{Change, Lock, Proof, lock_for_change, user_by_id};
+use super::users::{Change, Lock, Proof, lock_for_change, user_by_id, user_by_id_for_update};
 use super::{Db, DbError, User};
 use crate::email::Address;
 use mysql::params;
@@ -64,15 +64,31 @@ impl Db {
     /// changes nothing else. `None` for an unknown, used or expired token.
     pub fn verify_email(&self, token_hash: &[u8; 32], now: u64) -> Result<Option<User>, DbError> {
         self.transaction(|tx| {
-            let Some(user_id) = use_token(tx, token_hash, "verify", now)? else {
+            // Reads, then writes (see `tx.rs`).
+            let found: Option<u64> = tx.exec_first(
+                "SELECT user_id FROM email_tokens
+                 WHERE token_hash = :hash AND purpose = 'verify' AND used_at IS NULL
+                   AND expires_at > :now",
+                params! { "hash" => &token_hash[..], "now" => now },
+            )?;
+            let Some(user_id) = found else {
                 return Ok(None);
             };
+            let Some(user) = user_by_id(tx, user_id)? else {
+                return Ok(None);
+            };
+            if !use_token(tx, token_hash, "verify", now)? {
+                return Ok(None);
+            }
             tx.exec_drop(
                 "UPDATE users SET email_verified_at = COALESCE(email_verified_at, :now)
                  WHERE id = :uid",
                 params! { "now" => now, "uid" => user_id },
             )?;
-            user_by_id(tx, user_id)
+            Ok(Some(User {
+                email_verified_at: user.email_verified_at.or(Some(now)),
+                ..user
+            }))
         })
     }
 
@@ -145,14 +161,17 @@ impl Db {
             let Some((user_id, new_email, new_key)) = pending else {
                 return Ok(Confirmed::Invalid);
             };
-            let old: Option<(String, Option<Vec<u8>>)> = tx.exec_first(
-                "SELECT email, email_key FROM users WHERE id = :uid FOR UPDATE",
-                params! { "uid" => user_id },
-            )?;
-            let Some((old_email, old_key)) = old else {
+            // Everything is read before the first write (see `tx.rs`).
+            let Some(user) = user_by_id_for_update(tx, user_id)? else {
                 return Ok(Confirmed::Invalid);
             };
-            if use_token(tx, token_hash, "change", now)?.is_none() {
+            let old_key: Option<Vec<u8>> = tx.exec_first(
+                "SELECT email_key FROM users WHERE id = :uid",
+                params! { "uid" => user_id },
+            )?
+            .flatten();
+            let old_email = user.email.clone();
+            if !use_token(tx, token_hash, "change", now)? {
                 return Ok(Confirmed::Invalid);
             }
             let moved = tx.exec_drop(
@@ -178,10 +197,12 @@ impl Db {
             }
             let message = notice(&old_email, &new_email);
             mail::queue(tx, Some(user_id), notice::EMAIL_CHANGED, &message, now)?;
-            Ok(match user_by_id(tx, user_id)? {
-                Some(user) => Confirmed::Moved { user, old_email },
-                None => Confirmed::Invalid,
-            })
+            let user = User {
+                email: new_email,
+                email_verified_at: Some(now),
+                ..user
+            };
+            Ok(Confirmed::Moved { user, old_email })
         })
     }
 
@@ -197,25 +218,36 @@ impl Db {
     }
 }
 
+/// The hashes of the account's verification links, read before a new one
+/// replaces them ([`replace_verify_token`]; reads come before writes, see
+/// `tx.rs`).
+pub(super) fn verify_tokens_of(
+    tx: &mut mysql::Transaction<'_>,
+    user_id: u64,
+) -> mysql::Result<Vec<Vec<u8>>> {
+    tx.exec(
+        "SELECT token_hash FROM email_tokens WHERE user_id = :uid AND purpose = 'verify'",
+        params! { "uid" => user_id },
+    )
+}
+
 /// Inside a transaction that holds the account's row: a new verification
-/// link replaces the account's older ones.
+/// link replaces the account's older ones, `older` as
+/// [`verify_tokens_of`] read them.
 ///
-/// The older ones are found first and deleted by primary key. A `DELETE ...
-/// WHERE user_id = ?` on the secondary index would take a gap lock even
-/// when it finds nothing, as for every new account, and two registrations
-/// inserting into neighbouring gaps then deadlock each other (measured:
-/// conflicts that outlasted every rerun, answered 503).
+/// The older ones are deleted by primary key. A `DELETE ... WHERE user_id
+/// = ?` on the secondary index would take a gap lock even when it finds
+/// nothing, as for every new account, and two registrations inserting into
+/// neighbouring gaps then deadlock each other (measured: conflicts that
+/// outlasted every rerun, answered 503).
 pub(super) fn replace_verify_token(
     tx: &mut mysql::Transaction<'_>,
     user_id: u64,
+    older: &[Vec<u8>],
     token_hash: &[u8; 32],
     now: u64,
     expires_at: u64,
 ) -> mysql::Result<()> {
-    let older: Vec<Vec<u8>> = tx.exec(
-        "SELECT token_hash FROM email_tokens WHERE user_id = :uid AND purpose = 'verify'",
-        params! { "uid" => user_id },
-    )?;
     for hash in older {
         tx.exec_drop(
             "DELETE FROM email_tokens WHERE token_hash = :hash",
@@ -229,23 +261,18 @@ pub(super) fn replace_verify_token(
     )
 }
 
-/// Uses up the unused, unexpired token of `purpose` with `token_hash`; its
-/// account's id, or `None` if there was no such token.
+/// Uses up the unused, unexpired token of `purpose` with `token_hash`, by
+/// a write conditioned on its still being so; false if it no longer was.
 fn use_token(
     tx: &mut mysql::Transaction<'_>,
     token_hash: &[u8; 32],
     purpose: &str,
     now: u64,
-) -> mysql::Result<Option<u64>> {
-    let user_id: Option<u64> = tx.exec_first(
-        "SELECT user_id FROM email_tokens
-         WHERE token_hash = :hash AND purpose = :purpose AND used_at IS NULL AND expires_at > :now",
-        params! { "hash" => &token_hash[..], "purpose" => purpose, "now" => now },
-    )?;
+) -> mysql::Result<bool> {
     tx.exec_drop(
         "UPDATE email_tokens SET used_at = :now
          WHERE token_hash = :hash AND purpose = :purpose AND used_at IS NULL AND expires_at > :now",
         params! { "hash" => &token_hash[..], "purpose" => purpose, "now" => now },
     )?;
-    Ok(user_id.filter(|_| tx.affected_rows() == 1))
+    Ok(tx.affected_rows() == 1)
 }

@@ -88,6 +88,18 @@ pub fn is_duplicate(e: &mysql::Error) -> bool {
     kind(e) == Kind::Duplicate
 }
 
+/// The error a transaction returns when a write conditioned on what it read
+/// finds the row changed meanwhile: it lost a race, exactly as a deadlock
+/// means, so it is made one (1213, SQLSTATE 40001) and [`super::tx`] reruns
+/// the transaction from its first read.
+pub fn lost_race() -> mysql::Error {
+    mysql::Error::MySqlError(mysql::MySqlError {
+        state: "40001".into(),
+        message: "a conditioned write found the row changed since it was read".into(),
+        code: codes::DEADLOCK,
+    })
+}
+
 /// A failed database operation, as much as a caller needs to know.
 #[derive(Debug)]
 pub enum DbError {

@@ -164,12 +164,39 @@ impl Db {
     ) -> Result<Resolved, DbError> {
         let kind = request.kind.as_str();
         self.transaction(|tx| {
-            // The account's row first, as every change to it does.
+            // Everything is read before anything is written (see `tx.rs`):
+            // the account's row first, as every change to it does, then
+            // what decides the outcome, then the tokens a new one replaces.
             let account: Option<(u64, String, Option<u64>, Option<u64>)> = tx.exec_first(
                 "SELECT id, email, email_verified_at, disabled_at FROM users
                  WHERE email_key = :key FOR UPDATE",
                 params! { "key" => &request.email_key[..] },
             )?;
+            let outcome = match account {
+                // A disabled account is mailed nothing, as if it did not exist.
+                Some((user_id, email, verified, None)) => {
+                    if kind == VERIFY_EMAIL && verified.is_some() {
+                        Outcome::NotApplicable
+                    } else if cooling_down(tx, user_id, kind, policy.cooldown, now)? {
+                        Outcome::CoolingDown
+                    } else if kind == PASSWORD_RESET {
+                        let retired = oldest_resets(tx, user_id, policy.max_live_tokens, now)?;
+                        Outcome::Reset {
+                            user_id,
+                            email,
+                            retired,
+                        }
+                    } else {
+                        let older = super::email_tokens::verify_tokens_of(tx, user_id)?;
+                        Outcome::Verify {
+                            user_id,
+                            email,
+                            older,
+                        }
+                    }
+                }
+                _ => Outcome::NotApplicable,
+            };
             tx.exec_drop(
                 "DELETE FROM mail_requests WHERE id = :id",
                 params! { "id" => request.id },
@@ -177,19 +204,20 @@ impl Db {
             if tx.affected_rows() != 1 {
                 return Ok(Resolved::Taken);
             }
-            // A disabled account is mailed nothing, as if it did not exist.
-            let Some((user_id, email, verified, None)) = account else {
-                return Ok(Resolved::NotApplicable);
-            };
-            if kind == VERIFY_EMAIL && verified.is_some() {
-                return Ok(Resolved::NotApplicable);
-            }
-            if cooling_down(tx, user_id, kind, policy.cooldown, now)? {
-                return Ok(Resolved::CoolingDown);
-            }
-            match kind {
-                PASSWORD_RESET => {
-                    retire_oldest_resets(tx, user_id, policy.max_live_tokens, now)?;
+            let (user_id, email) = match outcome {
+                Outcome::NotApplicable => return Ok(Resolved::NotApplicable),
+                Outcome::CoolingDown => return Ok(Resolved::CoolingDown),
+                Outcome::Reset {
+                    user_id,
+                    email,
+                    retired,
+                } => {
+                    for hash in &retired {
+                        tx.exec_drop(
+                            "DELETE FROM password_resets WHERE token_hash = :hash",
+                            params! { "hash" => hash },
+                        )?;
+                    }
                     tx.exec_drop(
                         "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
                          VALUES (:hash, :uid, :now, :expires)",
@@ -198,19 +226,46 @@ impl Db {
                             "expires" => now + policy.token_ttl,
                         },
                     )?;
+                    (user_id, email)
                 }
-                _ => super::email_tokens::replace_verify_token(
-                    tx,
+                Outcome::Verify {
                     user_id,
-                    token_hash,
-                    now,
-                    now + policy.token_ttl,
-                )?,
-            }
+                    email,
+                    older,
+                } => {
+                    super::email_tokens::replace_verify_token(
+                        tx,
+                        user_id,
+                        &older,
+                        token_hash,
+                        now,
+                        now + policy.token_ttl,
+                    )?;
+                    (user_id, email)
+                }
+            };
             queue(tx, Some(user_id), kind, &compose(&email), now)?;
             Ok(Resolved::Queued { user_id })
         })
     }
+}
+
+/// What a mail request comes to, decided from what was read.
+enum Outcome {
+    NotApplicable,
+    CoolingDown,
+    /// A reset link, retiring these older tokens.
+    Reset {
+        user_id: u64,
+        email: String,
+        retired: Vec<Vec<u8>>,
+    },
+    /// A verification link, replacing these older ones.
+    Verify {
+        user_id: u64,
+        email: String,
+        older: Vec<Vec<u8>>,
+    },
 }
 
 /// True if the account had a `kind` mail less than `cooldown` seconds ago.
@@ -231,14 +286,14 @@ fn cooling_down(
     Ok(last.flatten().is_some_and(|last| now < last + cooldown))
 }
 
-/// Makes room for one more live reset token: deletes the account's oldest
-/// unused, unexpired tokens beyond `max_live - 1`.
-fn retire_oldest_resets(
+/// The account's reset tokens to retire to make room for one more live
+/// one: its oldest unused, unexpired tokens beyond `max_live - 1`.
+fn oldest_resets(
     tx: &mut mysql::Transaction<'_>,
     user_id: u64,
     max_live: u32,
     now: u64,
-) -> mysql::Result<()> {
+) -> mysql::Result<Vec<Vec<u8>>> {
     let live: Vec<Vec<u8>> = tx.exec(
         "SELECT token_hash FROM password_resets
          WHERE user_id = :uid AND used_at IS NULL AND expires_at > :now
@@ -246,13 +301,7 @@ fn retire_oldest_resets(
         params! { "uid" => user_id, "now" => now },
     )?;
     let keep = max_live.saturating_sub(1) as usize;
-    for hash in live.iter().skip(keep) {
-        tx.exec_drop(
-            "DELETE FROM password_resets WHERE token_hash = :hash",
-            params! { "hash" => hash },
-        )?;
-    }
-    Ok(())
+    Ok(live.into_iter().skip(keep).collect())
 }
 
 /// Queues `mail` of `kind` (for the account `user_id`, if any) in the

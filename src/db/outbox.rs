@@ -2,10 +2,10 @@
 //! with a lease, and recording how its delivery went.
 //!
 //! A claim is a conditional `UPDATE` (the row must be unsent, not given up
-//! on, due, and unclaimed or its lease expired), so of several couriers
-//! exactly one gets a row: on one server the row lock decides, on a Galera
-//! cluster certification does (the loser's commit fails and, rerun, finds
-//! the condition false). Every later write names the holder
+//! on, due, unclaimed or its lease expired, and at the attempt count just
+//! read), so of several couriers exactly one gets a row: on one server the
+//! row lock decides, on a Galera cluster certification does (the loser's
+//! write fails and, rerun, finds the condition false). Every later write names the holder
 //! (`claimed_by = me`), so a courier whose lease ran out cannot overwrite
 //! what the new holder records. A message is never deleted by delivery:
 //! the row stays, its body blanked, as the record of what went to whom.
@@ -58,6 +58,12 @@ impl Db {
 
     /// Claims message `id` for `holder` until `now + lease`, counting the
     /// attempt; `None` if another courier has it or it is no longer due.
+    ///
+    /// The message is read first, then claimed by a write conditioned on
+    /// what was read (still due, and still at the attempt count read), so
+    /// the claim is the last statement and never followed by a read (see
+    /// `tx.rs`): of two couriers, the one whose write finds the row changed
+    /// gets nothing.
     pub fn claim_mail(
         &self,
         id: u64,
@@ -66,34 +72,40 @@ impl Db {
         lease: u64,
     ) -> Result<Option<Outgoing>, DbError> {
         type Row = (String, String, String, Option<String>, u64, u32);
-        self.transaction(|tx| {
-            tx.exec_drop(
+        self.run(|conn| {
+            let row: Option<Row> = conn.exec_first(
+                format!(
+                    "SELECT recipient, subject, body, html, created_at, attempts
+                     FROM mail_outbox WHERE id = :id AND {DUE}"
+                ),
+                params! { "id" => id, "now" => now },
+            )?;
+            let Some((recipient, subject, body, html, created_at, attempts)) = row else {
+                return Ok(None);
+            };
+            conn.exec_drop(
                 format!(
                     "UPDATE mail_outbox
                      SET claimed_by = :holder, claimed_until = :until, attempts = attempts + 1
-                     WHERE id = :id AND {DUE}"
+                     WHERE id = :id AND attempts = :attempts AND {DUE}"
                 ),
-                params! { "holder" => holder, "until" => now + lease, "id" => id, "now" => now },
+                params! {
+                    "holder" => holder, "until" => now + lease, "id" => id,
+                    "attempts" => attempts, "now" => now,
+                },
             )?;
-            if tx.affected_rows() != 1 {
+            if conn.affected_rows() != 1 {
                 return Ok(None);
             }
-            let row: Option<Row> = tx.exec_first(
-                "SELECT recipient, subject, body, html, created_at, attempts
-                 FROM mail_outbox WHERE id = :id",
-                params! { "id" => id },
-            )?;
-            Ok(row.map(
-                |(recipient, subject, body, html, created_at, attempts)| Outgoing {
-                    id,
-                    recipient,
-                    subject,
-                    body,
-                    html: html.unwrap_or_default(),
-                    created_at,
-                    attempts,
-                },
-            ))
+            Ok(Some(Outgoing {
+                id,
+                recipient,
+                subject,
+                body,
+                html: html.unwrap_or_default(),
+                created_at,
+                attempts: attempts + 1,
+            }))
         })
     }
 

@@ -216,15 +216,25 @@ impl Db {
                 Err(e) => return Err(e),
             }
             let id = tx.last_insert_id().unwrap_or(0);
+            // A new account has no older links; and its row is known, not
+            // read back (writes are last, see `tx.rs`).
             super::email_tokens::replace_verify_token(
                 tx,
                 id,
+                &[],
                 verification.token_hash,
                 now,
                 verification.expires_at,
             )?;
             mail::queue(tx, Some(id), mail::VERIFY_EMAIL, verification.mail, now)?;
-            user_by_id(tx, id)
+            Ok(Some(User {
+                id,
+                email: address.email.clone(),
+                created_at: now,
+                email_verified_at: None,
+                role: Role::User,
+                disabled_at: None,
+            }))
         })
     }
 
@@ -266,11 +276,13 @@ impl Db {
                 Lock::Revoked => return Ok(Change::Revoked),
                 Lock::PasswordChanged => return Ok(Change::PasswordChanged),
             };
+            // The last-admin rule's reads, before the first write (`tx.rs`).
             if is_enabled_admin(tx, proof.user_id)? {
-                super::admin::take_guard(tx)?;
+                let guard = super::admin::guard_version(tx)?;
                 if super::admin::enabled_admins(tx)? <= 1 {
                     return Ok(Change::LastAdmin);
                 }
+                super::admin::take_guard(tx, guard)?;
             }
             // Counted before the cascade, for the sessions-ended metric.
             tx.exec_drop(
@@ -460,6 +472,18 @@ fn is_enabled_admin(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<boo
         params! { "uid" => user_id },
     )?;
     Ok(found.is_some())
+}
+
+/// The account with id `user_id`, its row locked for the change that
+/// follows, inside a transaction.
+pub(super) fn user_by_id_for_update(
+    tx: &mut Transaction<'_>,
+    user_id: u64,
+) -> mysql::Result<Option<User>> {
+    tx.exec_first(
+        format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = :uid FOR UPDATE"),
+        params! { "uid" => user_id },
+    )
 }
 
 /// The account with id `user_id`, inside a transaction.
