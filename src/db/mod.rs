@@ -49,7 +49,9 @@ pub use failure::{DbError, StartupError};
 pub use hosts::parse as parse_url;
 pub use node::CausalReads;
 
-pub use admin::{Actor, AdminChange, AdminPatch, AdminUser, Bootstrap, Patched, UserFilter};
+pub use admin::{
+    Actor, AdminChange, AdminPatch, AdminUser, Bootstrap, Listing, Patched, SCAN_WINDOW, UserFilter,
+};
 pub use email_tokens::{Confirmed, EmailChangeRequest, Verification};
 pub use lockout::Attempt;
 pub use mail::{

@@ -37,7 +37,10 @@ const MAX_QUERY_CHARS: usize = 254;
 /// 200 `{"users": [...], "next"}`, newest first. `next` is the cursor of
 /// the following page (pass it as `after`), `null` on the last page.
 /// Keyset pagination on the id: accounts created while paging appear on no
-/// page they would shift, and none is repeated or skipped. 400
+/// page they would shift, and none is repeated or skipped. With `query`,
+/// `disabled` or `verified`, a page looks at most
+/// [`SCAN_WINDOW`](crate::db::SCAN_WINDOW) accounts, so it may hold fewer
+/// than `limit` (even none) while `next` is not `null`. 400
 /// `invalid_query` for an unknown parameter or a value not of its form.
 pub fn list_users(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     authenticate_admin(ctx, request)?;
@@ -86,13 +89,15 @@ pub fn list_users(ctx: &Context, request: &Request) -> Result<Response, ApiError
                 ApiError::InvalidQuery(format!("\"limit\" is a number from 1 to {MAX_LIMIT}."))
             })?,
     };
-    // One more than the page tells whether another page follows.
-    let mut users = ctx.db.list_users(&filter, limit + 1, ctx.now())?;
+    // One more than the page tells whether another page follows; so does a
+    // filter's window that stopped above the oldest account.
+    let listing = ctx.db.list_users(&filter, limit + 1, ctx.now())?;
+    let mut users = listing.users;
     let next = if users.len() > limit as usize {
         users.truncate(limit as usize);
         users.last().map(|u| u.user.id.to_string())
     } else {
-        None
+        listing.scanned_to.map(|floor| floor.to_string())
     };
     let users: Vec<Value> = users.iter().map(|u| admin_json(ctx, u)).collect();
     Ok(Response::json(
