@@ -1607,6 +1607,18 @@ section_admin() {
     auth GET /auth/me "$t_user"
     check_unauthorized token_revoked "after the admin ended its sessions the user's token is 401 token_revoked"
 
+    admin GET "/admin/audit?user_id=$id&type=account_disabled" "$t_admin"
+    check_json "GET /admin/audit has the disabling, by the admin, with its reason" \
+        '[len(d["events"]), d["events"][0]["detail"]["reason"], d["events"][0]["actor_id"] is not None]' \
+        '[1, "regression walk-through", true]'
+    admin GET "/admin/audit?type=bogus" "$t_admin"
+    check_problem 400 invalid_query "GET /admin/audit?type=bogus is 400 invalid_query"
+    login "$email_a" "$pass_a"
+    auth GET "/auth/me/events?limit=50" "$TOKEN"
+    check_json "GET /auth/me/events is the user's own history: the disabling by an admin, refused and good logins" \
+        '[all(e["user_id"] == d["events"][0]["user_id"] for e in d["events"]), [e["by_admin"] for e in d["events"] if e["type"] == "account_disabled"], "login_failed" in [e["type"] for e in d["events"]], d["events"][0]["type"]]' \
+        '[true, [true], true, "login_succeeded"]'
+
     admin GET "/admin/users?role=admin&disabled=false&limit=2" "$t_admin"
     admins=$(json_get 'len(d["users"])')
     if [[ $admins == 1 ]]; then

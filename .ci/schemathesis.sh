@@ -164,6 +164,7 @@ run "every operation that keeps the token alive" "$main_token" "$MAX_EXAMPLES" \
     --include-operation-id resendVerification \
     --include-operation-id confirmEmailChange \
     --include-operation-id me \
+    --include-operation-id myEvents \
     --include-operation-id listSessions
 run "email change" "$email_token" "$SMALL_EXAMPLES" --include-operation-id updateMe
 run "session list and ending sessions" "$sessions_token" "$SMALL_EXAMPLES" \
@@ -180,6 +181,7 @@ admin_operations=(
     --include-operation-id endUserSessions
     --include-operation-id clearLockout
     --include-operation-id sendPasswordReset
+    --include-operation-id listAuditEvents
 )
 run "the admin API, as a user (403)" "$main_token" "$SMALL_EXAMPLES" "${admin_operations[@]}"
 run "the admin API" "$admin_token" "$SMALL_EXAMPLES" "${admin_operations[@]}"
@@ -187,6 +189,7 @@ run "the admin API" "$admin_token" "$SMALL_EXAMPLES" "${admin_operations[@]}"
 forged="$(printf 'A%.0s' $(seq 60)).$(printf 'B%.0s' $(seq 43))"
 run "forged token on every Bearer endpoint" "$forged" "$SMALL_EXAMPLES" \
     --include-operation-id me \
+    --include-operation-id myEvents \
     --include-operation-id updateMe \
     --include-operation-id deleteMe \
     --include-operation-id logout \

@@ -101,6 +101,8 @@ pub struct Config {
     pub cors: Cors,
     /// `METRICS_BIND_ADDR`: serve `/metrics` there instead of on `BIND_ADDR`.
     pub metrics_bind_addr: Option<String>,
+    /// `AUDIT_RETENTION_DAYS`: audit events older than this are purged.
+    pub audit_retention_days: u64,
     /// `ADMIN_BIND_ADDR`: serve `/admin/*` there instead of on `BIND_ADDR`.
     pub admin_bind_addr: Option<String>,
     /// `ADMIN_EMAIL` with `ADMIN_PASSWORD` (or `ADMIN_PASSWORD_FILE`): the
@@ -161,6 +163,7 @@ impl fmt::Debug for Config {
             .field("hide_account_existence", &self.hide_account_existence)
             .field("cors", &self.cors)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
+            .field("audit_retention_days", &self.audit_retention_days)
             .field("admin_bind_addr", &self.admin_bind_addr)
             .field("admin_bootstrap", &self.admin_bootstrap)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -287,6 +290,7 @@ impl Config {
                 reason: "must be comma-separated origins such as https://app.example.com (no paths, no *)".into(),
             })?,
             metrics_bind_addr: vars.get("METRICS_BIND_ADDR"),
+            audit_retention_days: vars.number("AUDIT_RETENTION_DAYS", 90, 1, 36_500)? as u64,
             admin_bind_addr: vars.get("ADMIN_BIND_ADDR"),
             admin_bootstrap: admin_bootstrap(&vars)?,
             shutdown_grace: Duration::from_secs(vars.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600)? as u64),

@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod context;
 pub mod cors;

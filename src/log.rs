@@ -78,6 +78,15 @@ pub fn take_user_id() -> Option<u64> {
     USER_ID.with(|u| u.take())
 }
 
+/// The id of the request this thread is serving, or [`SYSTEM_REQUEST_ID`].
+pub fn current_request_id() -> String {
+    REQUEST_ID.with(|id| {
+        id.borrow()
+            .clone()
+            .unwrap_or_else(|| SYSTEM_REQUEST_ID.to_string())
+    })
+}
+
 /// Runs `f` with `request_id` attached to every line logged on this thread.
 pub fn with_request_id<T>(request_id: &str, f: impl FnOnce() -> T) -> T {
     struct Reset;

@@ -68,6 +68,13 @@ fn resolve_admin(path: &str) -> Option<Route> {
             methods,
         })
     };
+    if path == "/admin/audit" {
+        return route(
+            "/admin/audit",
+            "GET, HEAD",
+            &[("GET", handlers::admin_audit)],
+        );
+    }
     if path == "/admin/users" {
         return route(
             "/admin/users",
@@ -184,6 +191,11 @@ fn resolve(path: &str) -> Option<Route> {
                 ("DELETE", handlers::delete_me),
             ],
         ),
+        "/auth/me/events" => route(
+            "/auth/me/events",
+            "GET, HEAD",
+            &[("GET", handlers::my_events)],
+        ),
         "/auth/logout" => route("/auth/logout", "POST", &[("POST", handlers::logout)]),
         "/auth/logout-all" => route(
             "/auth/logout-all",
@@ -232,7 +244,19 @@ fn handle_on(ctx: &Context, request: &Request, surface: Surface) -> Response {
         Some(route) if request.method == "OPTIONS" && ctx.config.cors.enabled() => {
             Ok(ctx.config.cors.preflight(request, route.allow))
         }
-        Some(route) => dispatch(ctx, request, route),
+        Some(route) => {
+            // What the audit events of this request record as its origin.
+            let origin = crate::audit::Origin {
+                ip: ctx.client_ip(request).to_string(),
+                user_agent: request
+                    .header("user-agent")
+                    .unwrap_or("")
+                    .chars()
+                    .take(255)
+                    .collect(),
+            };
+            crate::audit::with_origin(origin, || dispatch(ctx, request, route))
+        }
         None => Err(ApiError::NotFound),
     }
     .unwrap_or_else(|e| e.to_response(&request.request_id));
@@ -282,6 +306,8 @@ mod tests {
         "/auth/logout-all",
         "/auth/sessions",
         "/auth/sessions/00112233445566778899aabbccddeeff",
+        "/auth/me/events",
+        "/admin/audit",
         "/admin/users",
         "/admin/users/7",
         "/admin/users/7/sessions",

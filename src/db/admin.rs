@@ -22,12 +22,15 @@
 //! session (`sessions.rs`), and the mail resolver mails a disabled account
 //! nothing (`mail.rs`).
 
+use super::audit::{self, Event};
 use super::failure::lost_race;
 use super::users::{USER_COLUMNS, take};
 use super::{Db, DbError, Role, User};
+use crate::audit::kind;
 use crate::email::Address;
 use mysql::prelude::{FromRow, Queryable};
 use mysql::{FromRowError, Row, Transaction, params};
+use serde_json::json;
 
 /// An account as the admin API shows it: the [`User`] and its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,11 +198,13 @@ impl Db {
                 return Ok(Bootstrap::AdminExists);
             }
             take_guard(tx, guard)?;
-            Ok(match insert_admin(tx, address, password_hash, now)? {
-                Some(user) => Bootstrap::Created(user),
-                // Another instance created it between our read and insert.
-                None => Bootstrap::AdminExists,
-            })
+            Ok(
+                match insert_admin(tx, address, password_hash, now, "ADMIN_EMAIL")? {
+                    Some(user) => Bootstrap::Created(user),
+                    // Another instance created it between our read and insert.
+                    None => Bootstrap::AdminExists,
+                },
+            )
         })
     }
 
@@ -211,7 +216,7 @@ impl Db {
         password_hash: &str,
         now: u64,
     ) -> Result<Option<User>, DbError> {
-        self.transaction(|tx| insert_admin(tx, address, password_hash, now))
+        self.transaction(|tx| insert_admin(tx, address, password_hash, now, "create-admin"))
     }
 
     /// The id of the account with this mailbox key, if any.
@@ -380,6 +385,10 @@ impl Db {
                 )?,
                 None => {}
             }
+            let actor_id = actor.map(|a| a.user_id);
+            for event in patch_events(&user, patch, sessions_ended, now) {
+                audit::record(tx, &event.by(actor_id))?;
+            }
             Ok(AdminChange::Done((user.role, sessions_ended)))
         })?;
         // The account as it is now, read after the commit rather than
@@ -396,6 +405,27 @@ impl Db {
             AdminChange::NotFound => AdminChange::NotFound,
             AdminChange::LastAdmin => AdminChange::LastAdmin,
             AdminChange::NotAnAdmin => AdminChange::NotAnAdmin,
+        })
+    }
+
+    /// Forgets the account's failed attempts, with the admin's
+    /// `lockout_cleared` event; false if no account has the id.
+    pub fn clear_lockout(&self, user_id: u64, now: u64, actor_id: u64) -> Result<bool, DbError> {
+        self.transaction(|tx| {
+            let exists: Option<u8> = tx.exec_first(
+                "SELECT 1 FROM users WHERE id = :id",
+                params! { "id" => user_id },
+            )?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            tx.exec_drop(
+                "DELETE FROM login_failures WHERE user_id = :id",
+                params! { "id" => user_id },
+            )?;
+            let event = Event::of(kind::LOCKOUT_CLEARED, user_id, now).by(Some(actor_id));
+            audit::record(tx, &event)?;
+            Ok(true)
         })
     }
 
@@ -453,6 +483,10 @@ impl Db {
                 "DELETE FROM users WHERE id = :id",
                 params! { "id" => user_id },
             )?;
+            let event = Event::of(kind::ACCOUNT_DELETED, user_id, now)
+                .with(json!({ "email": user.email, "sessions_ended": ended }))
+                .by(Some(actor.user_id));
+            audit::record(tx, &event)?;
             Ok(AdminChange::Done(ended))
         })
     }
@@ -534,12 +568,14 @@ fn email_key(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<Option<[u8
     Ok(key.flatten().and_then(|k| k.try_into().ok()))
 }
 
-/// Inserts a verified admin; `None` if the mailbox has an account.
+/// Inserts a verified admin, with its event naming `via` what made it;
+/// `None` if the mailbox has an account.
 fn insert_admin(
     tx: &mut Transaction<'_>,
     address: &Address,
     password_hash: &str,
     now: u64,
+    via: &str,
 ) -> mysql::Result<Option<User>> {
     let inserted = tx.exec_drop(
         "INSERT INTO users (email, email_key, password_hash, email_verified_at, role,
@@ -555,15 +591,41 @@ fn insert_admin(
         Err(e) if super::failure::is_duplicate(&e) => return Ok(None),
         Err(e) => return Err(e),
     }
+    let id = tx.last_insert_id().unwrap_or(0);
+    let detail = json!({ "role": "admin", "via": via });
+    audit::record(tx, &Event::of(kind::USER_REGISTERED, id, now).with(detail))?;
     // Known, not read back (no read after a write, see `tx.rs`).
     Ok(Some(User {
-        id: tx.last_insert_id().unwrap_or(0),
+        id,
         email: address.email.clone(),
         created_at: now,
         email_verified_at: Some(now),
         role: Role::Admin,
         disabled_at: None,
     }))
+}
+
+/// The events a patch of `user` (as it was before) makes.
+fn patch_events(user: &User, patch: &AdminPatch, sessions_ended: u64, now: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    let event = |kind| Event::of(kind, user.id, now);
+    if let Some(role) = patch.role.filter(|r| *r != user.role) {
+        let detail = json!({ "from": user.role.as_str(), "to": role.as_str() });
+        events.push(event(kind::ROLE_CHANGED).with(detail));
+    }
+    match patch.disabled {
+        Some(true) if user.disabled_at.is_none() => {
+            let reason = patch.disabled_reason.clone().flatten();
+            let detail = json!({ "reason": reason, "sessions_ended": sessions_ended });
+            events.push(event(kind::ACCOUNT_DISABLED).with(detail));
+        }
+        Some(false) if user.disabled_at.is_some() => events.push(event(kind::ACCOUNT_ENABLED)),
+        _ => {}
+    }
+    if patch.email_verified == Some(true) && user.email_verified_at.is_none() {
+        events.push(event(kind::EMAIL_VERIFIED));
+    }
+    events
 }
 
 /// A `LIKE` pattern matching `text` anywhere, its `%`, `_` and `!` escaped

@@ -8,9 +8,11 @@
 //! free (the unique key decides), ends every other link and reset of the
 //! account, and queues the notice to the old address.
 
+use super::audit::{self, Event};
 use super::mail::{self, Mail, notice};
 use super::users::{Change, Lock, Proof, lock_for_change, user_by_id, user_by_id_for_update};
 use super::{Db, DbError, User};
+use crate::audit::kind;
 use crate::email::Address;
 use mysql::params;
 use mysql::prelude::Queryable;
@@ -85,6 +87,7 @@ impl Db {
                  WHERE id = :uid",
                 params! { "now" => now, "uid" => user_id },
             )?;
+            audit::record(tx, &Event::of(kind::EMAIL_VERIFIED, user_id, now))?;
             Ok(Some(User {
                 email_verified_at: user.email_verified_at.or(Some(now)),
                 ..user
@@ -138,6 +141,9 @@ impl Db {
             }
             let old_notice = (request.notice)(&email);
             mail::queue(tx, user_id, notice::EMAIL_CHANGE_REQUESTED, &old_notice, now)?;
+            let detail = serde_json::json!({ "new_email": request.address.email });
+            let event = Event::of(kind::EMAIL_CHANGE_REQUESTED, proof.user_id, now);
+            audit::record(tx, &event.with(detail))?;
             Ok(Change::Done(()))
         })
     }
@@ -197,6 +203,8 @@ impl Db {
             }
             let message = notice(&old_email, &new_email);
             mail::queue(tx, Some(user_id), notice::EMAIL_CHANGED, &message, now)?;
+            let detail = serde_json::json!({ "old_email": old_email, "new_email": new_email });
+            audit::record(tx, &Event::of(kind::EMAIL_CHANGED, user_id, now).with(detail))?;
             let user = User {
                 email: new_email,
                 email_verified_at: Some(now),

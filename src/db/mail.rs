@@ -17,7 +17,9 @@
 //! change, say), goes in through [`queue`], in the transaction of the change
 //! it is about: it is sent if and only if the change commits.
 
+use super::audit::{self, Event};
 use super::{Db, DbError};
+use crate::audit::kind;
 use mysql::params;
 use mysql::prelude::Queryable;
 
@@ -70,6 +72,8 @@ pub struct MailRequest {
     pub email_key: [u8; 32],
     /// Unix seconds.
     pub requested_at: u64,
+    /// The client address of the request that asked for it.
+    pub ip: String,
 }
 
 /// The rules a request is resolved under.
@@ -121,20 +125,22 @@ impl Db {
 
     /// Up to `limit` requests, oldest first.
     pub fn pending_mail_requests(&self, limit: u32) -> Result<Vec<MailRequest>, DbError> {
-        let rows: Vec<(u64, String, Vec<u8>, u64)> = self.run(|conn| {
+        let rows: Vec<(u64, String, Vec<u8>, u64, String)> = self.run(|conn| {
             conn.exec(
-                "SELECT id, kind, email_key, requested_at FROM mail_requests ORDER BY id LIMIT :limit",
+                "SELECT id, kind, email_key, requested_at, ip FROM mail_requests
+                 ORDER BY id LIMIT :limit",
                 params! { "limit" => limit },
             )
         })?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, kind, key, requested_at)| {
+            .filter_map(|(id, kind, key, requested_at, ip)| {
                 Some(MailRequest {
                     id,
                     kind,
                     email_key: key.try_into().ok()?,
                     requested_at,
+                    ip,
                 })
             })
             .collect())
@@ -226,6 +232,13 @@ impl Db {
                             "expires" => now + policy.token_ttl,
                         },
                     )?;
+                    // From the address that asked, not this mail thread's.
+                    let origin = crate::audit::Origin {
+                        ip: request.ip.clone(),
+                        user_agent: String::new(),
+                    };
+                    let event = Event::of(kind::PASSWORD_RESET_REQUESTED, user_id, now);
+                    crate::audit::with_origin(origin, || audit::record(tx, &event))?;
                     (user_id, email)
                 }
                 Outcome::Verify {

@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0011_roles_and_disabling.sql",
         sql: include_str!("../../sql/0011_roles_and_disabling.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_audit_events.sql",
+        sql: include_str!("../../sql/0012_audit_events.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

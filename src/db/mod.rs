@@ -16,6 +16,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `users.rs` | accounts: create, find, change email, delete, import |
+//! | `audit.rs` | the audit log: an event in its change's transaction, listings, retention |
 //! | `admin.rs` | what operators do: the first admin, roles, disabling, listing, the last-admin rule |
 //! | `passwords.rs` | new passwords and using reset tokens |
 //! | `mail.rs` | mail requests, reset tokens with their message, queueing any message |
@@ -31,6 +32,7 @@
 //! | `migrate.rs` | schema migrations |
 
 mod admin;
+mod audit;
 mod email_tokens;
 mod failure;
 mod hosts;
@@ -52,6 +54,7 @@ pub use node::CausalReads;
 pub use admin::{
     Actor, AdminChange, AdminPatch, AdminUser, Bootstrap, Listing, Patched, SCAN_WINDOW, UserFilter,
 };
+pub use audit::{AuditEvent, Event, EventFilter};
 pub use email_tokens::{Confirmed, EmailChangeRequest, Verification};
 pub use lockout::Attempt;
 pub use mail::{

@@ -7,9 +7,11 @@
 //! account: a token is either created before the new password (and voided
 //! by it) or requested after it.
 
+use super::audit::{self, Event};
 use super::mail::{self, Mail};
 use super::users::USER_COLUMNS;
 use super::{Db, DbError, User};
+use crate::audit::kind;
 use mysql::params;
 use mysql::prelude::Queryable;
 
@@ -49,6 +51,9 @@ impl Db {
             let ended = end_everything_after_new_password(tx, user_id, key.as_deref())?;
             let message = notice(&email);
             mail::queue(tx, Some(user_id), mail::notice::PASSWORD_CHANGED, &message, now)?;
+            let event = Event::of(kind::PASSWORD_CHANGED, user_id, now)
+                .with(serde_json::json!({ "sessions_ended": ended }));
+            audit::record(tx, &event)?;
             Ok(Some(ended))
         })
     }
@@ -104,6 +109,9 @@ impl Db {
             let ended = end_everything_after_new_password(tx, user_id, key.as_deref())?;
             let message = notice(&email);
             mail::queue(tx, Some(user_id), mail::notice::PASSWORD_RESET, &message, now)?;
+            let event = Event::of(kind::PASSWORD_RESET, user_id, now)
+                .with(serde_json::json!({ "sessions_ended": ended }));
+            audit::record(tx, &event)?;
             Ok(Some(ended))
         })
     }

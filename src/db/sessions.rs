@@ -29,11 +29,14 @@
 //! find the token one generation old and within the grace, and get the same
 //! new pair: the session never has two live refresh tokens.
 
+use super::audit::{self, Event};
 use super::users::{USER_COLUMNS, take};
 use super::{Db, DbError, Guarded, User};
+use crate::audit::kind;
 use crate::config::SessionPolicy;
 use mysql::prelude::{FromRow, Queryable};
 use mysql::{FromRowError, Row, params};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 /// A login session, as stored.
@@ -220,6 +223,9 @@ impl Db {
                     "at" => session.created_at, "ip" => &session.ip, "user_id" => session.user_id,
                 },
             )?;
+            let detail = json!({ "session": crate::secret::hex(&session.id) });
+            let event = Event::of(kind::LOGIN_SUCCEEDED, session.user_id, session.created_at);
+            audit::record(tx, &event.with(detail))?;
             Ok(Guarded::Done)
         })
     }
@@ -262,11 +268,20 @@ impl Db {
                     Decision::Current => return Ok(Refreshed::Current(session, user)),
                     Decision::Reused => {
                         // Whatever happened since the read, the token stays
-                        // a rotated-away one: the session ends.
-                        conn.exec_drop(
+                        // a rotated-away one: the session ends, with its
+                        // event, in one transaction.
+                        let mut tx = conn.start_transaction(mysql::TxOpts::default())?;
+                        tx.exec_drop(
                             "DELETE FROM sessions WHERE id = :sid",
                             params! { "sid" => &session.id[..] },
                         )?;
+                        let detail = json!({
+                            "session": crate::secret::hex(&session.id),
+                            "generation": presented.generation,
+                        });
+                        let event = Event::of(kind::REFRESH_TOKEN_REUSED, session.user_id, now);
+                        audit::record(&mut tx, &event.with(detail))?;
+                        tx.commit()?;
                         return Ok(Refreshed::Reused {
                             user_id: session.user_id,
                         });
@@ -335,26 +350,48 @@ impl Db {
         })
     }
 
-    /// Ends one session of the account. False if it has no such session.
-    pub fn end_session(&self, session_id: &[u8; 16], user_id: u64) -> Result<bool, DbError> {
-        let deleted = self.run(|conn| {
-            conn.exec_drop(
+    /// Ends one session of the account, with its `logout` event. False if
+    /// it has no such session.
+    pub fn end_session(
+        &self,
+        session_id: &[u8; 16],
+        user_id: u64,
+        now: u64,
+    ) -> Result<bool, DbError> {
+        self.transaction(|tx| {
+            tx.exec_drop(
                 "DELETE FROM sessions WHERE id = :sid AND user_id = :uid",
                 params! { "sid" => &session_id[..], "uid" => user_id },
             )?;
-            Ok(conn.affected_rows())
-        })?;
-        Ok(deleted == 1)
+            if tx.affected_rows() != 1 {
+                return Ok(false);
+            }
+            let detail = json!({ "session": crate::secret::hex(session_id) });
+            audit::record(tx, &Event::of(kind::LOGOUT, user_id, now).with(detail))?;
+            Ok(true)
+        })
     }
 
-    /// Ends every session of the account; returns how many there were.
-    pub fn end_all_sessions(&self, user_id: u64) -> Result<u64, DbError> {
-        self.run(|conn| {
-            conn.exec_drop(
+    /// Ends every session of the account, with its `sessions_ended` event
+    /// (`actor_id` the admin who did it, if one did); returns how many
+    /// there were.
+    pub fn end_all_sessions(
+        &self,
+        user_id: u64,
+        now: u64,
+        actor_id: Option<u64>,
+    ) -> Result<u64, DbError> {
+        self.transaction(|tx| {
+            tx.exec_drop(
                 "DELETE FROM sessions WHERE user_id = :uid",
                 params! { "uid" => user_id },
             )?;
-            Ok(conn.affected_rows())
+            let ended = tx.affected_rows();
+            let event = Event::of(kind::SESSIONS_ENDED, user_id, now)
+                .with(json!({ "sessions": ended }))
+                .by(actor_id);
+            audit::record(tx, &event)?;
+            Ok(ended)
         })
     }
 

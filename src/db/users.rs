@@ -9,10 +9,12 @@
 //! change that committed while the password was being verified wins, and
 //! the change is refused as the state now says.
 
+use super::audit::{self, Event};
 use super::email_tokens::Verification;
 use super::failure::is_duplicate;
 use super::mail::{self, Mail};
 use super::{Db, DbError};
+use crate::audit::kind;
 use crate::email::Address;
 use crate::log;
 use mysql::prelude::{FromRow, Queryable};
@@ -227,6 +229,7 @@ impl Db {
                 verification.expires_at,
             )?;
             mail::queue(tx, Some(id), mail::VERIFY_EMAIL, verification.mail, now)?;
+            audit::record(tx, &Event::of(kind::USER_REGISTERED, id, now))?;
             Ok(Some(User {
                 id,
                 email: address.email.clone(),
@@ -303,6 +306,9 @@ impl Db {
                 &message,
                 proof.now,
             )?;
+            let event = Event::of(kind::ACCOUNT_DELETED, proof.user_id, proof.now)
+                .with(serde_json::json!({ "sessions_ended": ended }));
+            audit::record(tx, &event)?;
             Ok(Change::Done(ended))
         })
     }

@@ -13,11 +13,10 @@ use super::auth::{Authenticated, authenticate_admin};
 use super::json::{
     json_object, nullable_string_member, optional_bool_member, optional_string_member,
 };
-use super::{Context, account::user_json};
+use super::{Context, account::user_json, query};
 use crate::db::{Actor, AdminChange, AdminPatch, AdminUser, PASSWORD_RESET, Role, UserFilter};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::pages::form::Form;
 use crate::{log, time};
 use serde_json::{Value, json};
 
@@ -44,16 +43,8 @@ const MAX_QUERY_CHARS: usize = 254;
 /// `invalid_query` for an unknown parameter or a value not of its form.
 pub fn list_users(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     authenticate_admin(ctx, request)?;
-    let query = Form::parse(request.query.as_deref().unwrap_or("").as_bytes())
-        .map_err(|e| ApiError::InvalidQuery(e.sentence()))?;
-    const KNOWN: [&str; 6] = ["query", "role", "disabled", "verified", "limit", "after"];
-    if let Some(unknown) = query.names().find(|n| !KNOWN.contains(n)) {
-        return Err(ApiError::InvalidQuery(format!(
-            "Unknown parameter \"{}\"; known: {}.",
-            unknown.chars().take(40).collect::<String>(),
-            KNOWN.join(", ")
-        )));
-    }
+    let known = ["query", "role", "disabled", "verified", "limit", "after"];
+    let query = query::parse(request, &known)?;
     let text = query.get("query").filter(|q| !q.is_empty());
     if text.is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
         return Err(ApiError::InvalidQuery(format!(
@@ -70,25 +61,11 @@ pub fn list_users(ctx: &Context, request: &Request) -> Result<Response, ApiError
                     .ok_or_else(|| ApiError::InvalidQuery("\"role\" is user or admin.".into()))?,
             ),
         },
-        disabled: boolean(&query, "disabled")?,
-        verified: boolean(&query, "verified")?,
-        before_id: match query.get("after") {
-            None => None,
-            Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-                ApiError::InvalidQuery("\"after\" is the \"next\" of a previous page.".into())
-            })?),
-        },
+        disabled: query::boolean(&query, "disabled")?,
+        verified: query::boolean(&query, "verified")?,
+        before_id: query::number(&query, "after")?,
     };
-    let limit = match query.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(n) => n
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::InvalidQuery(format!("\"limit\" is a number from 1 to {MAX_LIMIT}."))
-            })?,
-    };
+    let limit = query::limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     // One more than the page tells whether another page follows; so does a
     // filter's window that stopped above the oldest account.
     let listing = ctx.db.list_users(&filter, limit + 1, ctx.now())?;
@@ -203,7 +180,7 @@ pub fn delete_user(ctx: &Context, request: &Request) -> Result<Response, ApiErro
 pub fn end_sessions(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate_admin(ctx, request)?;
     let id = existing_user(ctx, request, "/sessions")?;
-    let ended = ctx.db.end_all_sessions(id)?;
+    let ended = ctx.db.end_all_sessions(id, ctx.now(), Some(auth.user.id))?;
     ctx.metrics.sessions_ended(ended);
     log::info(
         "admin ended an account's sessions",
@@ -220,8 +197,10 @@ pub fn end_sessions(ctx: &Context, request: &Request) -> Result<Response, ApiErr
 /// are forgotten, so a locked account can log in again at once.
 pub fn clear_lockout(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate_admin(ctx, request)?;
-    let id = existing_user(ctx, request, "/lockout")?;
-    ctx.db.clear_login_failures(id)?;
+    let id = user_id(request, "/lockout")?;
+    if !ctx.db.clear_lockout(id, ctx.now(), auth.user.id)? {
+        return Err(ApiError::UserNotFound);
+    }
     log::info(
         "admin cleared an account's lockout",
         &[("actor_id", auth.user.id.into()), ("user_id", id.into())],
@@ -286,18 +265,6 @@ fn existing_user(ctx: &Context, request: &Request, suffix: &str) -> Result<u64, 
     match ctx.db.admin_user(id, ctx.now())? {
         Some(_) => Ok(id),
         None => Err(ApiError::UserNotFound),
-    }
-}
-
-/// A `true`/`false` query parameter.
-fn boolean(query: &Form, name: &'static str) -> Result<Option<bool>, ApiError> {
-    match query.get(name) {
-        None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(_) => Err(ApiError::InvalidQuery(format!(
-            "\"{name}\" is true or false."
-        ))),
     }
 }
 

@@ -4,7 +4,8 @@
 
 use super::Context;
 use super::auth::Authenticated;
-use crate::db::{Attempt, Credentials, DbError, Guarded};
+use crate::audit::kind;
+use crate::db::{Attempt, Credentials, DbError, Event, Guarded};
 use crate::error::ApiError;
 use crate::limits::HashPermit;
 use crate::{email, log};
@@ -50,6 +51,10 @@ pub(super) fn check_credentials(
         None => None,
     };
     let Some(account) = account else {
+        // The address tried, if it is one: an admin reading the audit log
+        // sees what was guessed.
+        let tried = address.as_ref().map(|a| a.email.as_str());
+        refused(ctx, kind::LOGIN_FAILED, None, "unknown_email", tried);
         if !hide {
             return Err(ApiError::UnknownEmail);
         }
@@ -69,7 +74,16 @@ pub(super) fn check_credentials(
     };
     match verify_password(ctx, given, &account) {
         // Only after the password, so a guesser learns nothing from it.
-        Ok(()) if account.user.disabled_at.is_some() => Err(ApiError::AccountDisabled),
+        Ok(()) if account.user.disabled_at.is_some() => {
+            refused(
+                ctx,
+                kind::LOGIN_FAILED,
+                Some(account.user.id),
+                "account_disabled",
+                None,
+            );
+            Err(ApiError::AccountDisabled)
+        }
         Ok(()) => Ok(account),
         Err(ApiError::WrongPassword) if hide => Err(ApiError::InvalidCredentials),
         Err(ApiError::TooManyAttempts(_)) if hide => {
@@ -126,7 +140,9 @@ pub(super) fn verify_password(
     let (threshold, window) = (ctx.config.lockout_threshold, ctx.config.lockout_window);
     // Cheap path: already locked when the account was read.
     let lock_ends = account.window_start + window;
+    let user_id = Some(account.user.id);
     if account.failures >= threshold && lock_ends > ctx.now() {
+        refused(ctx, kind::LOGIN_LOCKED, user_id, "too_many_attempts", None);
         return Err(ApiError::TooManyAttempts(lock_ends - ctx.now()));
     }
     rate_limit_account(ctx, account.user.id)?;
@@ -146,6 +162,7 @@ pub(super) fn verify_password(
         other => other?,
     };
     if let Attempt::Locked { until } = reserved {
+        refused(ctx, kind::LOGIN_LOCKED, user_id, "too_many_attempts", None);
         return Err(ApiError::TooManyAttempts(until.saturating_sub(now).max(1)));
     }
     // A hash imported from elsewhere while a pepper is set was made
@@ -167,7 +184,10 @@ pub(super) fn verify_password(
             Ok(())
         }
         // Counted already, by the reservation.
-        Ok(false) => Err(ApiError::WrongPassword),
+        Ok(false) => {
+            refused(ctx, kind::LOGIN_FAILED, user_id, "wrong_password", None);
+            Err(ApiError::WrongPassword)
+        }
         Err(e) => {
             // A stored hash we cannot parse is corrupt data, not a wrong
             // password; say so in the log, not to the client.
@@ -180,6 +200,37 @@ pub(super) fn verify_password(
             );
             Err(ApiError::Internal)
         }
+    }
+}
+
+/// Records a refused password check in the audit log: `reason` is the
+/// error code, `tried` the address for an unknown one. No other write goes
+/// with a refusal, so the event is written on its own (at most one per
+/// attempt, which the rate limits bound), and a failure to write it is
+/// logged rather than turned into a 503: the refusal stands either way.
+pub(super) fn refused(
+    ctx: &Context,
+    kind: &'static str,
+    user_id: Option<u64>,
+    reason: &str,
+    tried: Option<&str>,
+) {
+    let mut detail = serde_json::json!({ "reason": reason });
+    if let Some(email) = tried {
+        detail["email"] = email.into();
+    }
+    let event = Event {
+        kind,
+        user_id,
+        actor_id: None,
+        detail,
+        at: ctx.now(),
+    };
+    if let Err(e) = ctx.db.record_event(&event) {
+        log::warn(
+            "audit event not recorded",
+            &[("type", kind.into()), ("error", e.to_string().into())],
+        );
     }
 }
 

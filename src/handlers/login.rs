@@ -2,9 +2,10 @@
 //! session's refresh token its next pair of tokens. Both answer with the
 //! same body, built once here.
 
-use super::credentials::{check_credentials, upgrade_hash_if_stale};
+use super::credentials::{check_credentials, refused, upgrade_hash_if_stale};
 use super::json::{json_object, string_member};
 use super::{Context, account::user_json, rate_limit};
+use crate::audit::kind;
 use crate::db::{Guarded, Presented, Refreshed, Session, User};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -38,6 +39,8 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
     // Only after the password, so an unverified account tells a guesser
     // nothing a wrong password would not.
     if ctx.config.require_verified_email && account.user.email_verified_at.is_none() {
+        let user_id = Some(account.user.id);
+        refused(ctx, kind::LOGIN_FAILED, user_id, "email_not_verified", None);
         return Err(ApiError::EmailNotVerified);
     }
 

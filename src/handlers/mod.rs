@@ -21,13 +21,16 @@
 //! | `password.rs` | change, forget and reset a password (the reset's rules also serve the reset page) |
 //! | `sessions.rs` | log out, list and end sessions, purge expired ones |
 //! | `ops.rs` | health, metrics, the API description |
+//! | `audit.rs` | reading the audit log: `/admin/audit`, `/auth/me/events` |
 //! | `admin.rs` | the admin API (`/admin/*`): listing, viewing and changing accounts |
 //! | `auth.rs` | *shared:* the bearer token check, and the admin check |
 //! | `credentials.rs` | *shared:* password checks under the lockout, hashing |
 //! | `json.rs` | *shared:* JSON bodies and their members |
+//! | `query.rs` | *shared:* the listings' query strings |
 
 mod account;
 pub mod admin;
+mod audit;
 mod auth;
 mod credentials;
 mod email;
@@ -35,9 +38,11 @@ mod json;
 mod login;
 mod ops;
 mod password;
+mod query;
 mod sessions;
 
 pub use account::{delete_me, me, register, update_me};
+pub use audit::{admin_audit, my_events};
 pub use email::{
     confirm_email_change, confirm_with_token, resend_verification, verify_email, verify_with_token,
 };

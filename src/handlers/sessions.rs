@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 /// `POST /auth/logout` (Bearer): 204; ends this token's session only.
 pub fn logout(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate(ctx, request)?;
-    if ctx.db.end_session(&auth.session_id, auth.user.id)? {
+    if ctx
+        .db
+        .end_session(&auth.session_id, auth.user.id, ctx.now())?
+    {
         ctx.metrics.sessions_ended(1);
     }
     log::info("logout", &[("user_id", auth.user.id.into())]);
@@ -23,7 +26,7 @@ pub fn logout(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
 /// this one included.
 pub fn logout_all(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate(ctx, request)?;
-    let ended = ctx.db.end_all_sessions(auth.user.id)?;
+    let ended = ctx.db.end_all_sessions(auth.user.id, ctx.now(), None)?;
     ctx.metrics.sessions_ended(ended);
     log::info(
         "logout everywhere",
@@ -67,7 +70,7 @@ pub fn end_session(ctx: &Context, request: &Request) -> Result<Response, ApiErro
         .strip_prefix(crate::router::SESSIONS_PREFIX)
         .and_then(parse_session_id)
         .ok_or(ApiError::NotFound)?;
-    if !ctx.db.end_session(&id, auth.user.id)? {
+    if !ctx.db.end_session(&id, auth.user.id, ctx.now())? {
         return Err(ApiError::NotFound);
     }
     ctx.metrics.sessions_ended(1);
@@ -75,9 +78,9 @@ pub fn end_session(ctx: &Context, request: &Request) -> Result<Response, ApiErro
     Ok(Response::empty(204))
 }
 
-/// Deletes every session, reset token and email link that has expired, and
-/// outbox rows older than `MAIL_RETENTION_DAYS`, in batches; returns how
-/// many rows went.
+/// Deletes every session, reset token and email link that has expired,
+/// outbox rows older than `MAIL_RETENTION_DAYS` and audit events older than
+/// `AUDIT_RETENTION_DAYS`, in batches; returns how many rows went.
 /// Run by a background thread every [`PURGE_INTERVAL`] so the sessions table
 /// holds only live sessions plus at most that much expired backlog.
 pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> {
@@ -95,9 +98,13 @@ pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> 
         let decoys = ctx
             .db
             .purge_old_decoys(now, ctx.config.lockout_window, BATCH)?;
-        total += sessions + resets + mails + links + decoys;
+        let audit_retention = ctx.config.audit_retention_days * 86_400;
+        let events = ctx
+            .db
+            .purge_old_audit_events(now.saturating_sub(audit_retention), BATCH)?;
+        total += sessions + resets + mails + links + decoys + events;
         // A full batch of any means more may be left.
-        if [sessions, resets, mails, links, decoys]
+        if [sessions, resets, mails, links, decoys, events]
             .iter()
             .all(|n| *n < u64::from(BATCH))
         {
