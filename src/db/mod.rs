@@ -17,7 +17,8 @@
 //! |---|---|
 //! | `users.rs` | accounts: create, find, change email, delete, import |
 //! | `audit.rs` | the audit log: an event in its change's transaction, listings, retention |
-//! | `admin.rs` | what operators do: the first admin, roles, disabling, listing, the last-admin rule |
+//! | `admin.rs` | what operators do: the first admin, roles, disabling, the last-admin rule |
+//! | `listing.rs` | the admin API's view of accounts: one with its state, and pages of them |
 //! | `passwords.rs` | new passwords and using reset tokens |
 //! | `mail.rs` | mail requests, reset tokens with their message, queueing any message |
 //! | `email_tokens.rs` | links that verify an address or confirm a move to a new one |
@@ -36,6 +37,7 @@ mod audit;
 mod email_tokens;
 mod failure;
 mod hosts;
+mod listing;
 mod lockout;
 mod mail;
 mod migrate;
@@ -49,11 +51,10 @@ mod users;
 
 pub use failure::{DbError, StartupError};
 pub use hosts::parse as parse_url;
+pub use listing::{AdminUser, Listing, SCAN_WINDOW, UserFilter};
 pub use node::CausalReads;
 
-pub use admin::{
-    Actor, AdminChange, AdminPatch, AdminUser, Bootstrap, Listing, Patched, SCAN_WINDOW, UserFilter,
-};
+pub use admin::{Actor, AdminChange, AdminPatch, Bootstrap, Patched};
 pub use audit::{AuditEvent, Event, EventFilter};
 pub use email_tokens::{Confirmed, EmailChangeRequest, Verification};
 pub use lockout::Attempt;

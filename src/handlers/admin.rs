@@ -1,5 +1,5 @@
 //! The admin API (`/admin/*`): what operators do to accounts, for the
-//! Bearer token of an admin's session ([`authenticate_admin`]: 401 as
+//! Bearer token of an admin's session (`authenticate_admin`: 401 as
 //! anywhere without a valid token, 403 `forbidden` for anyone else).
 //!
 //! Accounts are addressed by id, `/admin/users/{id}`; an id that is not a
