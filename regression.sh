@@ -962,6 +962,16 @@ section_me() {
     check_unauthorized invalid_token "GET /auth/me with garbage is 401 invalid_token"
     req GET /auth/me -H "Authorization: Basic $(printf 'u:p' | base64)"
     check_unauthorized invalid_token "GET /auth/me with the Basic scheme is 401 invalid_token"
+
+    auth_json PATCH /auth/me "$TOKEN_A" '{"name": "Regression User", "locale": "fr-FR", "metadata": {"run": "regression"}}'
+    check_json "PATCH /auth/me changes the profile without the password" \
+        '[d["user"]["name"], d["user"]["locale"], d["user"]["metadata"]]' '["Regression User", "fr-FR", {"run": "regression"}]'
+    auth_json PATCH /auth/me "$TOKEN_A" '{"locale": "not a tag"}'
+    check_problem 422 invalid_profile "PATCH /auth/me with a locale that is not a language tag is 422 invalid_profile"
+    auth_json PATCH /auth/me "$TOKEN_A" '{"name": 7}'
+    check_problem 400 invalid_field "PATCH /auth/me with a name that is not a string is 400 invalid_field"
+    auth GET /auth/me "$TOKEN_A"
+    check_json "a refused profile change wrote nothing" '[d["user"]["name"], d["user"]["locale"]]' '["Regression User", "fr-FR"]'
 }
 
 section_sessions() {

@@ -77,6 +77,9 @@ pub enum ApiError {
     InvalidEmail(String),
     /// 422 `weak_password`: the password breaks a rule (says which).
     WeakPassword(String),
+    /// 422 `invalid_profile`: a profile member breaks a rule (says which,
+    /// naming the member).
+    InvalidProfile(String),
     /// 409 `email_taken`: an account with this email exists.
     EmailTaken,
     /// 404 `unknown_email`: no account has this email.
@@ -131,6 +134,17 @@ pub enum ApiError {
     LastAdmin,
 }
 
+impl From<crate::profile::ProfileError> for ApiError {
+    fn from(e: crate::profile::ProfileError) -> Self {
+        match e {
+            crate::profile::ProfileError::WrongType(member, expected) => {
+                ApiError::InvalidField(member, expected)
+            }
+            crate::profile::ProfileError::Invalid(why) => ApiError::InvalidProfile(why),
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status code.
     pub fn status(&self) -> u16 {
@@ -155,7 +169,9 @@ impl ApiError {
             ApiError::EmailNotVerified | ApiError::AccountDisabled | ApiError::Forbidden => 403,
             ApiError::UserNotFound => 404,
             ApiError::LastAdmin => 409,
-            ApiError::InvalidEmail(_) | ApiError::WeakPassword(_) => 422,
+            ApiError::InvalidEmail(_) | ApiError::WeakPassword(_) | ApiError::InvalidProfile(_) => {
+                422
+            }
             ApiError::EmailTaken => 409,
             ApiError::TooManyAttempts(_) | ApiError::RateLimited(_) => 429,
             ApiError::UnknownEmail => 404,
@@ -190,6 +206,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidEmail(_) => "invalid_email",
             ApiError::WeakPassword(_) => "weak_password",
+            ApiError::InvalidProfile(_) => "invalid_profile",
             ApiError::EmailTaken => "email_taken",
             ApiError::UnknownEmail => "unknown_email",
             ApiError::WrongPassword => "wrong_password",
@@ -245,7 +262,9 @@ impl ApiError {
                 format!("The member \"{name}\" must be {expected}.")
             }
             ApiError::InvalidQuery(why) => why.clone(),
-            ApiError::InvalidEmail(why) | ApiError::WeakPassword(why) => why.clone(),
+            ApiError::InvalidEmail(why)
+            | ApiError::WeakPassword(why)
+            | ApiError::InvalidProfile(why) => why.clone(),
             ApiError::EmailTaken => "An account with this email already exists.".into(),
             ApiError::UnknownEmail => "No account has this email.".into(),
             ApiError::WrongPassword => "The password is wrong.".into(),
@@ -387,6 +406,7 @@ mod tests {
             ApiError::InvalidQuery(String::new()),
             ApiError::InvalidEmail(String::new()),
             ApiError::WeakPassword(String::new()),
+            ApiError::InvalidProfile(String::new()),
             ApiError::EmailTaken,
             ApiError::UnknownEmail,
             ApiError::WrongPassword,

@@ -9,7 +9,9 @@
 //! with a pepper set, such rows are marked, verified without the pepper, and
 //! rehashed with it at the first login, so imported users are not locked out.
 //! `"email_verified": true` marks the address as proven (the default is
-//! unverified, as for a new registration). Blank lines are skipped.
+//! unverified, as for a new registration); `name`, `locale` and `metadata`
+//! give the profile, under the rules of registration ([`crate::profile`]).
+//! Blank lines are skipped.
 //!
 //! Every line is validated first and each bad one is reported with its line
 //! number and reason; the good ones are inserted in batches, one transaction
@@ -23,6 +25,7 @@
 use crate::config::Config;
 use crate::db::{Db, Import};
 use crate::email::Address;
+use crate::profile::ProfileChange;
 use crate::{email, password};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -50,6 +53,8 @@ struct Entry {
     secret: Secret,
     /// `"email_verified": true` on the line: the address counts as proven.
     verified: bool,
+    /// `name`, `locale` and `metadata` on the line.
+    profile: ProfileChange,
 }
 
 /// A line's password, as given.
@@ -75,10 +80,12 @@ fn parse_line(line: &str, hasher: &password::Hasher) -> Result<Entry, String> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("\"email_verified\" must be true or false".into()),
     };
+    let profile = crate::profile::change_from(&obj).map_err(|e| format!("invalid profile: {e}"))?;
     let entry = |secret| Entry {
         address: address.clone(),
         secret,
         verified,
+        profile: profile.clone(),
     };
     match (obj.get("password"), obj.get("password_hash")) {
         (Some(_), Some(_)) => Err("give \"password\" or \"password_hash\", not both".into()),
@@ -189,6 +196,7 @@ fn flush(
                                 password_hash,
                                 unpeppered,
                                 email_verified: entry.verified,
+                                profile: entry.profile.clone(),
                             })
                         })
                         .collect::<Vec<_>>()

@@ -53,6 +53,7 @@ pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod password;
+pub mod profile;
 pub mod router;
 pub mod secret;
 pub mod time;

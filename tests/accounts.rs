@@ -153,7 +153,16 @@ fn assert_registered(reply: &Reply, expected_email: &str) -> Value {
     let user = body["user"].clone();
     assert_eq!(
         keys(&user),
-        ["created_at", "email", "email_verified", "id", "role"],
+        [
+            "created_at",
+            "email",
+            "email_verified",
+            "id",
+            "locale",
+            "metadata",
+            "name",
+            "role"
+        ],
         "user: {user}"
     );
     assert_eq!(
@@ -632,7 +641,16 @@ fn register_rejects_bad_bodies() {
     let user = assert_registered(&reply, "battery@example.com");
     assert_eq!(
         keys(&user),
-        ["created_at", "email", "email_verified", "id", "role"]
+        [
+            "created_at",
+            "email",
+            "email_verified",
+            "id",
+            "locale",
+            "metadata",
+            "name",
+            "role"
+        ]
     );
     let reply = post_raw(
         &server,
@@ -1004,6 +1022,9 @@ fn check_row(row: &std::collections::BTreeMap<String, String>, id: u64, secrets:
             "id",
             "last_login_at",
             "last_login_ip",
+            "locale",
+            "metadata",
+            "name",
             "password_hash",
             "password_unpeppered",
             "role",

@@ -30,6 +30,7 @@ use super::users::USER_COLUMNS;
 use super::{Db, DbError, Role, User};
 use crate::audit::kind;
 use crate::email::Address;
+use crate::profile::ProfileChange;
 use mysql::prelude::Queryable;
 use mysql::{Transaction, params};
 use serde_json::json;
@@ -45,6 +46,8 @@ pub struct AdminPatch {
     pub disabled_reason: Option<Option<String>>,
     /// Mark the address verified (`true`) or not (`false`).
     pub email_verified: Option<bool>,
+    /// The profile members to change.
+    pub profile: ProfileChange,
 }
 
 impl AdminPatch {
@@ -231,6 +234,7 @@ impl Db {
                 )?,
                 None => {}
             }
+            super::profiles::apply(tx, user_id, &patch.profile, now)?;
             let actor_id = actor.map(|a| a.user_id);
             for event in patch_events(&user, patch, sessions_ended, now) {
                 audit::record(tx, &event.by(actor_id))?;
@@ -442,12 +446,9 @@ fn insert_admin(
     audit::record(tx, &Event::of(kind::USER_REGISTERED, id, now).with(detail))?;
     // Known, not read back (no read after a write, see `tx.rs`).
     Ok(Some(User {
-        id,
-        email: address.email.clone(),
-        created_at: now,
         email_verified_at: Some(now),
         role: Role::Admin,
-        disabled_at: None,
+        ..User::new(id, &address.email, now, &ProfileChange::default())
     }))
 }
 

@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_audit_events.sql",
         sql: include_str!("../../sql/0012_audit_events.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_profiles.sql",
+        sql: include_str!("../../sql/0013_profiles.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

@@ -19,6 +19,7 @@
 //! | `audit.rs` | the audit log: an event in its change's transaction, listings, retention |
 //! | `admin.rs` | what operators do: the first admin, roles, disabling, the last-admin rule |
 //! | `listing.rs` | the admin API's view of accounts: one with its state, and pages of them |
+//! | `profiles.rs` | writing profiles: by the owner, and inside an admin's change |
 //! | `passwords.rs` | new passwords and using reset tokens |
 //! | `mail.rs` | mail requests, reset tokens with their message, queueing any message |
 //! | `email_tokens.rs` | links that verify an address or confirm a move to a new one |
@@ -45,6 +46,7 @@ mod node;
 mod outbox;
 mod passwords;
 mod pool;
+mod profiles;
 mod sessions;
 mod tx;
 mod users;

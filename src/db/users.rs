@@ -17,6 +17,7 @@ use super::{Db, DbError};
 use crate::audit::kind;
 use crate::email::Address;
 use crate::log;
+use crate::profile::ProfileChange;
 use mysql::prelude::{FromRow, Queryable};
 use mysql::{FromRowError, Row, Transaction, params};
 
@@ -37,6 +38,30 @@ pub struct User {
     /// Unix seconds when an operator disabled the account; `None` while it
     /// is enabled. A disabled account has no sessions and cannot log in.
     pub disabled_at: Option<u64>,
+    /// The display name, if one was given (see [`crate::profile`]).
+    pub name: Option<String>,
+    /// The BCP 47 language tag, if one was given.
+    pub locale: Option<String>,
+    /// The application's JSON object about the account (`{}` if none).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl User {
+    /// A new account as it is stored: user role, enabled, unverified, with
+    /// the profile `change` gives.
+    pub fn new(id: u64, email: &str, created_at: u64, change: &ProfileChange) -> User {
+        User {
+            id,
+            email: email.to_string(),
+            created_at,
+            email_verified_at: None,
+            role: Role::User,
+            disabled_at: None,
+            name: change.name.clone().flatten(),
+            locale: change.locale.clone().flatten(),
+            metadata: change.metadata.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// An account's role, stored as its name in `users.role`.
@@ -70,8 +95,8 @@ impl Role {
 /// The columns a [`User`] is read from, on `users` aliased `u`. Every query
 /// that returns an account selects exactly these, so a new field is added
 /// in one place.
-pub(super) const USER_COLUMNS: &str =
-    "u.id, u.email, u.created_at, u.email_verified_at, u.role, u.disabled_at";
+pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.created_at, u.email_verified_at, u.role,
+     u.disabled_at, u.name, u.locale, u.metadata";
 
 /// Takes column `name` from `row`, as `FromRow` implementations need.
 pub(super) fn take<T: mysql::prelude::FromValue>(
@@ -95,6 +120,13 @@ impl FromRow for User {
             // unknown one (a hand edit) grants nothing.
             role: Role::parse(&take::<String>(&mut row, "role")?).unwrap_or(Role::User),
             disabled_at: take(&mut row, "disabled_at")?,
+            name: take(&mut row, "name")?,
+            locale: take(&mut row, "locale")?,
+            // Only this server writes the column, always a JSON object; a
+            // hand edit that is not one reads as none.
+            metadata: take::<Option<String>>(&mut row, "metadata")?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -127,6 +159,8 @@ pub struct Import {
     pub unpeppered: bool,
     /// The address counts as verified from the import on.
     pub email_verified: bool,
+    /// Its profile (`name`, `locale`, `metadata`), under the usual rules.
+    pub profile: ProfileChange,
 }
 
 /// The outcome of a change guarded by a session and a verified password.
@@ -200,16 +234,21 @@ impl Db {
         &self,
         address: &Address,
         password_hash: &str,
+        profile: &ProfileChange,
         now: u64,
         verification: &Verification<'_>,
     ) -> Result<Option<User>, DbError> {
+        let user = User::new(0, &address.email, now, profile);
+        let metadata = serde_json::Value::Object(user.metadata.clone()).to_string();
         self.transaction(|tx| {
             let inserted = tx.exec_drop(
-                "INSERT INTO users (email, email_key, password_hash, created_at, updated_at)
-                 VALUES (:email, :key, :hash, :now, :now)",
+                "INSERT INTO users (email, email_key, password_hash, name, locale, metadata,
+                   created_at, updated_at)
+                 VALUES (:email, :key, :hash, :name, :locale, :metadata, :now, :now)",
                 params! {
                     "email" => &address.email, "key" => &address.key[..],
-                    "hash" => password_hash, "now" => now,
+                    "hash" => password_hash, "name" => &user.name, "locale" => &user.locale,
+                    "metadata" => &metadata, "now" => now,
                 },
             );
             match inserted {
@@ -230,14 +269,7 @@ impl Db {
             )?;
             mail::queue(tx, Some(id), mail::VERIFY_EMAIL, verification.mail, now)?;
             audit::record(tx, &Event::of(kind::USER_REGISTERED, id, now))?;
-            Ok(Some(User {
-                id,
-                email: address.email.clone(),
-                created_at: now,
-                email_verified_at: None,
-                role: Role::User,
-                disabled_at: None,
-            }))
+            Ok(Some(User { id, ..user.clone() }))
         })
     }
 
@@ -344,17 +376,21 @@ impl Db {
             let mut inserted = 0;
             for user in batch {
                 // A duplicate key leaves the row as it is and counts 0 rows.
+                let profile = User::new(0, "", now, &user.profile);
+                let metadata = serde_json::Value::Object(profile.metadata).to_string();
                 tx.exec_drop(
                     "INSERT INTO users
                        (email, email_key, email_verified_at, password_hash, password_unpeppered,
-                        created_at, updated_at)
-                     VALUES (:email, :key, :verified, :hash, :unpeppered, :now, :now)
+                        name, locale, metadata, created_at, updated_at)
+                     VALUES (:email, :key, :verified, :hash, :unpeppered,
+                        :name, :locale, :metadata, :now, :now)
                      ON DUPLICATE KEY UPDATE id = id",
                     params! {
                         "email" => &user.address.email, "key" => &user.address.key[..],
                         "verified" => user.email_verified.then_some(now),
                         "hash" => &user.password_hash, "unpeppered" => user.unpeppered,
-                        "now" => now,
+                        "name" => &profile.name, "locale" => &profile.locale,
+                        "metadata" => metadata, "now" => now,
                     },
                 )?;
                 inserted += tx.affected_rows();

@@ -9,14 +9,16 @@ use crate::db::{Change, EmailChangeRequest, Proof, User, Verification, notice};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::mail::{mail_queued, texts};
-use crate::{email, log, password, secret, time};
+use crate::{email, log, password, profile, secret, time};
 use serde_json::{Value, json};
 
-/// `POST /auth/register {email, password}`: creates an account, and queues
-/// the link that verifies its address in the same transaction.
+/// `POST /auth/register {email, password, name?, locale?, metadata?}`:
+/// creates an account with its profile, and queues the link that verifies
+/// its address in the same transaction.
 ///
-/// 201 `{"user"}`; 422 `invalid_email` or `weak_password` (the detail says
-/// which rule failed); 409 `email_taken`, decided by the database's unique
+/// 201 `{"user"}`; 422 `invalid_email`, `weak_password` or
+/// `invalid_profile` (the detail says which rule failed); 409
+/// `email_taken`, decided by the database's unique
 /// key so that concurrent registrations of one email yield exactly one 201.
 /// With `HIDE_ACCOUNT_EXISTENCE`, a taken address answers 201 too, with a
 /// body of the same shape, and its owner is mailed a notice instead; the
@@ -27,6 +29,7 @@ pub fn register(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
     let body = json_object(request)?;
     let raw_email = string_member(&body, "email")?;
     let new_password = string_member(&body, "password")?;
+    let profile = profile::change_from(&body)?;
     let address = email::normalize(raw_email).map_err(|e| ApiError::InvalidEmail(e.to_string()))?;
     password::check_strength(new_password, &address.email)
         .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
@@ -47,21 +50,17 @@ pub fn register(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
         mail: &mail,
     };
     let hide = config.hide_account_existence;
-    let user = match ctx.db.create_user(&address, &hash, now, &verification)? {
+    let user = match ctx
+        .db
+        .create_user(&address, &hash, &profile, now, &verification)?
+    {
         Some(user) => user,
         None if hide => {
             let notice = texts::address_in_use(&config.app_name, &address.email, now);
             ctx.db.queue_notice(notice::ADDRESS_IN_USE, &notice, now)?;
             mail_queued(ctx, 1);
             log::info("registration of a taken address answered as new", &[]);
-            let lookalike = User {
-                id: 0,
-                email: address.email,
-                created_at: now,
-                email_verified_at: None,
-                role: crate::db::Role::User,
-                disabled_at: None,
-            };
+            let lookalike = User::new(0, &address.email, now, &profile);
             return Ok(Response::json(
                 201,
                 &json!({ "user": registered_json(ctx, &lookalike) }),
@@ -89,12 +88,15 @@ fn registered_json(ctx: &Context, user: &User) -> Value {
     value
 }
 
-/// `PATCH /auth/me {email, current_password}` (Bearer): asks to move the
-/// account to a new address. Nothing changes yet: a confirmation link goes
-/// to the new address (`/confirm-email`) and a notice to the old one, and
-/// the move happens only when the link is used.
+/// `PATCH /auth/me {name?, locale?, metadata?, email?, current_password?}`
+/// (Bearer): changes the profile at once (no password needed: 200
+/// `{"user"}`), and with `email` (which needs `current_password`) asks to
+/// move the account to a new address. Nothing changes for the address yet:
+/// a confirmation link goes to the new address (`/confirm-email`) and a
+/// notice to the old one, and the move happens only when the link is used.
+/// With `email`, the profile is changed only if the request goes through.
 ///
-/// 202 `{"status": "pending", "email"}`; 422 `invalid_email`; 401
+/// 422 `invalid_profile`; 202 `{"status": "pending", "email"}`; 422 `invalid_email`; 401
 /// `wrong_password` (under the same lockout as login); 409 `email_taken` if
 /// the new address has an account (with `HIDE_ACCOUNT_EXISTENCE`: 202, and
 /// its owner gets a notice instead of a link). A newer request supersedes
@@ -103,6 +105,14 @@ pub fn update_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
     rate_limit(ctx, request)?;
     let auth = authenticate(ctx, request)?;
     let body = json_object(request)?;
+    let profile = profile::change_from(&body)?;
+    if !body.contains_key("email") && !profile.is_empty() {
+        let user = ctx
+            .db
+            .update_profile(auth.user.id, &auth.session_id, &profile, ctx.now())?
+            .ok_or(ApiError::TokenRevoked)?;
+        return Ok(Response::json(200, &json!({ "user": user_json(&user) })));
+    }
     let raw_email = string_member(&body, "email")?;
     let current = string_member(&body, "current_password")?;
     let address = email::normalize(raw_email).map_err(|e| ApiError::InvalidEmail(e.to_string()))?;
@@ -138,6 +148,11 @@ pub fn update_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
         // being checked: its tokens are dead.
         Change::Revoked | Change::LastAdmin => return Err(ApiError::TokenRevoked),
         Change::PasswordChanged => return Err(ApiError::WrongPassword),
+    }
+    if !profile.is_empty() {
+        ctx.db
+            .update_profile(auth.user.id, &auth.session_id, &profile, now)?
+            .ok_or(ApiError::TokenRevoked)?;
     }
     mail_queued(ctx, 2);
     log::info(
@@ -197,6 +212,9 @@ pub(crate) fn user_json(user: &User) -> Value {
         "email": user.email,
         "email_verified": user.email_verified_at.is_some(),
         "role": user.role.as_str(),
+        "name": user.name,
+        "locale": user.locale,
+        "metadata": user.metadata,
         "created_at": time::rfc3339(user.created_at),
     })
 }

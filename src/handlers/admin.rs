@@ -99,7 +99,9 @@ pub fn get_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
 }
 
 /// `PATCH /admin/users/{id} {role?, disabled?, disabled_reason?,
-/// email_verified?}`: 200 `{"user"}` as changed. Disabling ends every
+/// email_verified?, name?, locale?, metadata?}`: 200 `{"user"}` as
+/// changed (the profile members under the rules of [`crate::profile`]: 422
+/// `invalid_profile`). Disabling ends every
 /// session of the account at once; enabling brings none back (and clears
 /// the reason). 409 `last_admin` if the change would leave no enabled
 /// admin; 400 `invalid_field` for a member of the wrong type (`role` must
@@ -129,6 +131,7 @@ pub fn patch_user(ctx: &Context, request: &Request) -> Result<Response, ApiError
         disabled: optional_bool_member(&body, "disabled")?,
         disabled_reason: reason.map(|r| r.map(str::to_string)),
         email_verified: optional_bool_member(&body, "email_verified")?,
+        profile: crate::profile::change_from(&body)?,
     };
     let patched = match ctx
         .db
