@@ -27,6 +27,17 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The members of a `user` object, sorted.
+const USER_KEYS: [&str; 8] = [
+    "created_at",
+    "email",
+    "email_verified",
+    "id",
+    "locale",
+    "metadata",
+    "name",
+    "role",
+];
 const REGISTER: &str = "/auth/register";
 const LOGIN: &str = "/auth/login";
 const PASSWORD: &str = "/auth/password";
@@ -151,20 +162,7 @@ fn assert_registered(reply: &Reply, expected_email: &str) -> Value {
     let body = reply.json();
     assert_eq!(keys(&body), ["user"], "body: {body}");
     let user = body["user"].clone();
-    assert_eq!(
-        keys(&user),
-        [
-            "created_at",
-            "email",
-            "email_verified",
-            "id",
-            "locale",
-            "metadata",
-            "name",
-            "role"
-        ],
-        "user: {user}"
-    );
+    assert_eq!(keys(&user), USER_KEYS, "user: {user}");
     assert_eq!(
         user["role"], "user",
         "a registered account is a user: {user}"
@@ -639,19 +637,7 @@ fn register_rejects_bad_bodies() {
         extra.to_string().as_bytes(),
     );
     let user = assert_registered(&reply, "battery@example.com");
-    assert_eq!(
-        keys(&user),
-        [
-            "created_at",
-            "email",
-            "email_verified",
-            "id",
-            "locale",
-            "metadata",
-            "name",
-            "role"
-        ]
-    );
+    assert_eq!(keys(&user), USER_KEYS);
     let reply = post_raw(
         &server,
         REGISTER,

@@ -6,13 +6,11 @@
 mod common;
 
 use common::{
-    Client, Reply, Server, TestDb, final_log, free_port, login, login_reply, register, spawn,
+    Client, Reply, Server, TestDb, cli, final_log, free_port, login, login_reply, register, spawn,
     wait_exit, wait_for_mail, wait_for_mail_worker,
 };
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -39,35 +37,6 @@ fn role_of(db: &TestDb, email: &str) -> Option<String> {
     db.conn()
         .exec_first("SELECT role FROM users WHERE email = ?", (email,))
         .unwrap()
-}
-
-/// Runs `auth-server ARGS` against `db` with `stdin`; exit code, stdout
-/// and stderr.
-fn cli(db: &TestDb, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", db.url())
-        .env("TOKEN_SECRET", common::TEST_SECRET)
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the auth-server binary");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn patch(server: &Server, token: &str, id: u64, body: Value) -> Reply {

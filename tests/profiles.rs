@@ -9,8 +9,6 @@ mod common;
 use common::{Server, login, register};
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -190,31 +188,8 @@ fn admins_and_imports_write_profiles_too() {
         json!({"email": "grace@example.com", "password": PASSWORD, "locale": "no way"}),
     ];
     let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
-        .args(["import-users", "-"])
-        .env_clear()
-        .env("DATABASE_URL", server.db.url())
-        .env("TOKEN_SECRET", common::TEST_SECRET)
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "one line was rejected: {report}"
-    );
+    let (code, report, _) = common::cli(&server.db, &["import-users", "-"], &input);
+    assert_eq!(code, Some(1), "one line was rejected: {report}");
     assert!(report.contains("line 2: invalid profile"), "{report}");
     let token = login(&server, "frank@example.com", PASSWORD);
     let user = me(&server, &token);

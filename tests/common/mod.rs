@@ -745,6 +745,35 @@ pub fn wait_for_mail_worker(server: &Server) {
     }
 }
 
+/// Runs `auth-server ARGS` against `db` with `stdin`; exit code, stdout
+/// and stderr.
+pub fn cli(db: &TestDb, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", db.url())
+        .env("TOKEN_SECRET", TEST_SECRET)
+        .env("ARGON2_MEMORY_KIB", "256")
+        .env("ARGON2_ITERATIONS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the auth-server binary");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .expect("cannot write the command's standard input");
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Registers `email` with `password`; returns the new user's id.
 #[track_caller]
 pub fn register(server: &Server, email: &str, password: &str) -> u64 {
