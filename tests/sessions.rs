@@ -951,7 +951,9 @@ fn two_servers_on_one_database_honour_each_others_logouts() {
 #[test]
 fn expired_sessions_are_purged_at_start_up() {
     let db = Arc::new(TestDb::new());
-    let settings = |b: common::Builder| b.db(&db).env("SESSION_IDLE_SECONDS", "1");
+    // Two seconds idle, so a login's token is still live for the request
+    // after it on a slow machine, and a three-second pause ends them all.
+    let settings = |b: common::Builder| b.db(&db).env("SESSION_IDLE_SECONDS", "2");
     let first = settings(Server::builder()).start();
     let (alice, _) = signup(&first, "alice@example.com");
     let (bob, _) = signup(&first, "bob@example.com");
@@ -966,7 +968,7 @@ fn expired_sessions_are_purged_at_start_up() {
     };
     // The start-up purge ran before these logins; the next is minutes away.
     assert_eq!(count("sessions"), 4);
-    std::thread::sleep(Duration::from_millis(2000));
+    std::thread::sleep(Duration::from_millis(3000));
     assert_eq!(count("sessions"), 4, "purged before the restart");
     drop(first);
 

@@ -145,7 +145,11 @@ fn attempt_refresh(ctx: &Context, request: &Request) -> Result<Response, ApiErro
 /// 200 `{"token", "token_type": "Bearer", "expires_at", "expires_in",
 /// "refresh_token", "refresh_expires_at", "user"}`.
 fn tokens_response(ctx: &Context, session: &Session, user: &User) -> Response {
-    let now = ctx.now();
+    // A session that ended in the second since it was opened or refreshed
+    // (a very short SESSION_IDLE_SECONDS) gets a token issued just before
+    // its end, hence already expired: the truth, and still a well-formed
+    // token (one whose expiry were its issue would read as malformed).
+    let now = ctx.now().min(session.expires_at.saturating_sub(1));
     let expires_at = now
         .saturating_add(ctx.config.token_ttl)
         .min(session.expires_at);
