@@ -89,6 +89,17 @@ pub struct Listing {
 }
 
 impl Db {
+    /// True if an account has this id: one primary-key lookup.
+    pub fn user_exists(&self, user_id: u64) -> Result<bool, DbError> {
+        let found: Option<u8> = self.run(|conn| {
+            conn.exec_first(
+                "SELECT 1 FROM users WHERE id = :id",
+                params! { "id" => user_id },
+            )
+        })?;
+        Ok(found.is_some())
+    }
+
     /// The account with its state, as the admin API shows it.
     pub fn admin_user(&self, user_id: u64, now: u64) -> Result<Option<AdminUser>, DbError> {
         self.run(|conn| {

@@ -265,9 +265,10 @@ fn user_id(request: &Request, suffix: &str) -> Result<u64, ApiError> {
 /// [`user_id`], for an account that must exist.
 fn existing_user(ctx: &Context, request: &Request, suffix: &str) -> Result<u64, ApiError> {
     let id = user_id(request, suffix)?;
-    match ctx.db.admin_user(id, ctx.now())? {
-        Some(_) => Ok(id),
-        None => Err(ApiError::UserNotFound),
+    if ctx.db.user_exists(id)? {
+        Ok(id)
+    } else {
+        Err(ApiError::UserNotFound)
     }
 }
 

@@ -8,12 +8,12 @@
 //! a message); only a POST, from the page's button or from a client, does.
 
 use super::json::{json_object, string_member};
-use super::{Context, account::user_json, rate_limit};
+use super::{Context, account::user_json, rate_limit, request_link_mail};
 use crate::db::{Confirmed, User, VERIFY_EMAIL};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::mail::{mail_queued, texts};
-use crate::{email, log, secret};
+use crate::{log, secret};
 use serde_json::json;
 
 /// `POST /auth/email/verify {token}`: 200 `{"user"}` with `email_verified`
@@ -45,15 +45,7 @@ pub fn verify_with_token(ctx: &Context, token: &str) -> Result<User, ApiError> {
 /// new link, which replaces the older ones, at most one per
 /// `MAIL_RECIPIENT_COOLDOWN_SECONDS` (the one sent at registration counts).
 pub fn resend_verification(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
-    rate_limit(ctx, request)?;
-    let body = json_object(request)?;
-    let raw_email = string_member(&body, "email")?;
-    if let Ok(address) = email::normalize(raw_email) {
-        let ip = ctx.client_ip(request).to_string();
-        ctx.db
-            .request_mail(VERIFY_EMAIL, &address.key, ctx.now(), &ip)?;
-        ctx.mail.wake();
-    }
+    request_link_mail(ctx, request, VERIFY_EMAIL)?;
     Ok(Response::json(
         202,
         &json!({

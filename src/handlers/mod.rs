@@ -59,6 +59,26 @@ use crate::error::ApiError;
 use crate::http::Request;
 use std::time::Instant;
 
+/// The shared half of `forgot` and the verification resend: records a
+/// request for `kind` mail to the body's `email`, if it is an address at
+/// all, and wakes the mail worker. The same work (one insert) for every
+/// address, so the 202 that follows tells nothing by its timing.
+pub(crate) fn request_link_mail(
+    ctx: &Context,
+    request: &Request,
+    kind: &str,
+) -> Result<(), ApiError> {
+    rate_limit(ctx, request)?;
+    let body = json::json_object(request)?;
+    let raw_email = json::string_member(&body, "email")?;
+    if let Ok(address) = crate::email::normalize(raw_email) {
+        let ip = ctx.client_ip(request).to_string();
+        ctx.db.request_mail(kind, &address.key, ctx.now(), &ip)?;
+        ctx.mail.wake();
+    }
+    Ok(())
+}
+
 /// Spends one request of the client address's rate-limit bucket. Also
 /// spent by the HTML page that resets a password (`crate::pages`), so a
 /// form post costs what a JSON request costs.

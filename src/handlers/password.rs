@@ -3,13 +3,13 @@
 
 use super::credentials::{check_credentials, hash_password, rate_limit_account};
 use super::json::{json_object, string_member};
-use super::{Context, rate_limit};
+use super::{Context, rate_limit, request_link_mail};
 use crate::db::PASSWORD_RESET;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::mail::{mail_queued, texts};
 use crate::secret::sha256;
-use crate::{email, log, password};
+use crate::{log, password};
 use serde_json::json;
 
 /// `POST /auth/password {email, current_password, new_password}`: changes
@@ -62,15 +62,7 @@ pub fn change_password(ctx: &Context, request: &Request) -> Result<Response, Api
 /// `RESET_TOKEN_TTL_SECONDS`, and queues the message with the link to the
 /// account's address, in one transaction.
 pub fn forgot_password(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
-    rate_limit(ctx, request)?;
-    let body = json_object(request)?;
-    let raw_email = string_member(&body, "email")?;
-    if let Ok(address) = email::normalize(raw_email) {
-        let ip = ctx.client_ip(request).to_string();
-        ctx.db
-            .request_mail(PASSWORD_RESET, &address.key, ctx.now(), &ip)?;
-        ctx.mail.wake();
-    }
+    request_link_mail(ctx, request, PASSWORD_RESET)?;
     Ok(Response::json(
         202,
         &json!({"status": "accepted", "detail": "If an account has this email, a reset link is on its way."}),
