@@ -1556,7 +1556,7 @@ admin() {
 }
 
 section_admin() {
-    local email_a pass_a t_admin t_user id admins
+    local email_a pass_a t_admin t_user id admins email_c pass_c id_c email_i id_i
     email_a=$(email admin-subject)
     pass_a="Reg-pass-$RUN_ID-a"
     login "$ADMIN_EMAIL" "$ADMIN_PASSWORD"
@@ -1637,6 +1637,64 @@ section_admin() {
     else
         skip "409 last_admin (the server has ${admins:-?} enabled admins; covered by cargo test --test admin: the_last_admin_cannot_be_demoted_disabled_or_deleted)"
     fi
+
+    # Accounts an admin creates: with a password, and by invitation.
+    email_c=$(email admin-created)
+    pass_c="Reg-pass-$RUN_ID-c"
+    admin POST /admin/users "$t_admin" "$(obj email "$email_c" password "$pass_c" name Created)"
+    check_json "POST /admin/users with a password creates the account" \
+        '[d["user"]["email"], d["user"]["role"], d["user"]["name"], d["user"]["email_verified"]]' \
+        "[\"$email_c\", \"user\", \"Created\", false]"
+    id_c=$(json_get 'd["user"]["id"]')
+    login "$email_c" "$pass_c"
+    check_status 200 "the created account logs in with the admin's password"
+    admin POST /admin/users "$TOKEN" "$(obj email "$(email admin-refused)")"
+    check_problem 403 forbidden "POST /admin/users with a user's token is 403 forbidden"
+    admin POST /admin/users "$t_admin" "$(obj email "${email_c^^}")"
+    check_problem 409 email_taken "POST /admin/users for a taken address is 409 email_taken"
+    email_i=$(email admin-invited)
+    admin POST /admin/users "$t_admin" "$(obj email "$email_i")"
+    check_json "POST /admin/users without a password creates an unverified account" \
+        '[d["user"]["email"], d["user"]["email_verified"]]' "[\"$email_i\", false]"
+    id_i=$(json_get 'd["user"]["id"]')
+    login "$email_i" "$pass_c"
+    check_problem 401 wrong_password "before its invitation is used, no password opens the account"
+    if [[ $MAIL == yes ]]; then
+        mail_token_for reset "the invited address gets a set-password link" "$email_i" && {
+            post_json /auth/password/reset "$(obj token "$MAIL_TOKEN" new_password "$pass_c-i")"
+            check_status 204 "the invitation's link sets the first password"
+            login "$email_i" "$pass_c-i"
+            check_status 200 "the invited user logs in with the password they chose"
+            auth GET /auth/me "$TOKEN"
+            check_json "using the invitation verified the address" 'd["user"]["email_verified"]' true
+        }
+    else
+        skip "using an invitation (set MAIL_COMMAND or MAILPIT_URL; covered by cargo test --test invitations)"
+    fi
+    admin GET "/admin/audit?user_id=$id_i&type=user_created_by_admin" "$t_admin"
+    check_json "the invitation is a user_created_by_admin event, by the admin" \
+        '[len(d["events"]), d["events"][0]["detail"]["invited"], d["events"][0]["actor_id"] is not None]' \
+        '[1, true, true]'
+
+    # An address an admin changes moves at once.
+    email_c=$(email admin-moved)
+    admin PATCH "/admin/users/$id_c" "$t_admin" "$(obj email "$email_c")"
+    check_json "PATCH email moves the account at once, unverified" \
+        '[d["user"]["email"], d["user"]["email_verified"]]' "[\"$email_c\", false]"
+    login "$email_c" "$pass_c"
+    check_status 200 "the moved account logs in at its new address"
+    admin PATCH "/admin/users/$id_c" "$t_admin" "$(obj email "$email_a" role admin)"
+    check_problem 409 email_taken "PATCH to another account's address is 409 email_taken"
+    admin GET "/admin/users/$id_c" "$t_admin"
+    check_json "the refused PATCH applied nothing" '[d["user"]["email"], d["user"]["role"]]' "[\"$email_c\", \"user\"]"
+    admin GET "/admin/audit?user_id=$id_c&type=email_changed" "$t_admin"
+    check_json "the move is an email_changed event, by the admin" \
+        '[len(d["events"]), d["events"][0]["detail"]["new_email"], d["events"][0]["actor_id"] is not None]' \
+        "[1, \"$email_c\", true]"
+    for id_c in "$id_c" "$id_i"; do
+        admin DELETE "/admin/users/$id_c" "$t_admin"
+        check_status 204 "DELETE /admin/users/{id} of an account the admin created is 204"
+    done
 
     admin DELETE "/admin/users/$id" "$t_admin"
     check_status 204 "DELETE /admin/users/{id} is 204"

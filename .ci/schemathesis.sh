@@ -175,6 +175,7 @@ run "logout everywhere" "$logout_all_token" "$SMALL_EXAMPLES" --include-operatio
 run "account deletion" "$delete_token" "$SMALL_EXAMPLES" --include-operation-id deleteMe
 admin_operations=(
     --include-operation-id listUsers
+    --include-operation-id createUser
     --include-operation-id getUser
     --include-operation-id patchUser
     --include-operation-id deleteUser

@@ -113,11 +113,12 @@ fn change_role(db: &Db, id: u64, role: Role) -> Result<(), String> {
         ..AdminPatch::default()
     };
     match db
-        .patch_user(id, &patch, time::unix_now(), None)
+        .patch_user(id, &patch, time::unix_now(), None, None)
         .map_err(|e| e.to_string())?
     {
         AdminChange::Done(_) => Ok(()),
-        AdminChange::NotFound | AdminChange::NotAnAdmin => {
+        // A role change neither acts for an admin nor moves an address.
+        AdminChange::NotFound | AdminChange::NotAnAdmin | AdminChange::EmailTaken => {
             Err("the account was deleted meanwhile".into())
         }
         AdminChange::LastAdmin => {

@@ -84,9 +84,11 @@ pub mod kind {
     pub const ROLE_CHANGED: &str = "role_changed";
     /// An admin cleared the account's failed attempts.
     pub const LOCKOUT_CLEARED: &str = "lockout_cleared";
+    /// An admin created the account (`POST /admin/users`).
+    pub const USER_CREATED_BY_ADMIN: &str = "user_created_by_admin";
 
     /// Every type, for validating the admin API's `type` filter.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         USER_REGISTERED,
         LOGIN_SUCCEEDED,
         LOGIN_FAILED,
@@ -105,6 +107,7 @@ pub mod kind {
         ACCOUNT_ENABLED,
         ROLE_CHANGED,
         LOCKOUT_CLEARED,
+        USER_CREATED_BY_ADMIN,
     ];
 }
 

@@ -83,6 +83,9 @@ pub struct Config {
     pub reset_url_base: String,
     /// `RESET_TOKEN_TTL_SECONDS`: how long a reset token works.
     pub reset_token_ttl: u64,
+    /// `INVITE_TOKEN_TTL_SECONDS`: how long the set-password link of an
+    /// invitation (an account an admin created without a password) works.
+    pub invite_token_ttl: u64,
     /// `RESET_MAX_LIVE_TOKENS`: reset links live at once per account; a new
     /// one retires the oldest beyond this.
     pub reset_max_live_tokens: u32,
@@ -156,6 +159,7 @@ impl fmt::Debug for Config {
             .field("app_name", &self.app_name)
             .field("reset_url_base", &self.reset_url_base)
             .field("reset_token_ttl", &self.reset_token_ttl)
+            .field("invite_token_ttl", &self.invite_token_ttl)
             .field("reset_max_live_tokens", &self.reset_max_live_tokens)
             .field("mail", &self.mail)
             .field("verify_token_ttl", &self.verify_token_ttl)
@@ -279,6 +283,8 @@ impl Config {
                 None => format!("{}/reset-password", public_url(&vars)?),
             },
             reset_token_ttl: vars.number("RESET_TOKEN_TTL_SECONDS", 900, 1, 86_400)? as u64,
+            invite_token_ttl: vars.number("INVITE_TOKEN_TTL_SECONDS", 604_800, 1, 30 * 86_400)?
+                as u64,
             reset_max_live_tokens: vars.number("RESET_MAX_LIVE_TOKENS", 3, 1, 100)? as u32,
             mail: mail_config(&vars)?,
             verify_token_ttl: vars.number("VERIFY_TOKEN_TTL_SECONDS", 86_400, 1, 30 * 86_400)?
@@ -636,6 +642,7 @@ mod tests {
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.reset_url_base, "http://localhost:8080/reset-password");
         assert_eq!(c.reset_token_ttl, 900);
+        assert_eq!(c.invite_token_ttl, 604_800);
         assert_eq!(
             c.sessions,
             SessionPolicy {

@@ -78,8 +78,11 @@ fn resolve_admin(path: &str) -> Option<Route> {
     if path == "/admin/users" {
         return route(
             "/admin/users",
-            "GET, HEAD",
-            &[("GET", handlers::admin::list_users)],
+            "GET, HEAD, POST",
+            &[
+                ("GET", handlers::admin::list_users),
+                ("POST", handlers::admin::create_user),
+            ],
         );
     }
     let rest = path.strip_prefix(handlers::admin::USERS_PREFIX)?;

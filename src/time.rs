@@ -104,9 +104,12 @@ pub fn http_date(unix: u64) -> String {
 }
 
 /// A number of seconds as people say it: "15 minutes", "1 hour", "30
-/// seconds"; the largest unit that divides it exactly.
+/// seconds", "7 days"; the largest unit that divides it exactly (days from
+/// two on).
 pub fn duration_in_words(secs: u64) -> String {
     let (n, unit) = match secs {
+        // A single day reads better as "24 hours"; longer spans in days.
+        s if s >= 2 * 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
         s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
         s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
         s => (s, "second"),
@@ -124,6 +127,8 @@ mod tests {
         assert_eq!(duration_in_words(900), "15 minutes");
         assert_eq!(duration_in_words(3600), "1 hour");
         assert_eq!(duration_in_words(86_400), "24 hours");
+        assert_eq!(duration_in_words(604_800), "7 days");
+        assert_eq!(duration_in_words(90_000), "25 hours");
         assert_eq!(duration_in_words(90), "90 seconds");
         assert_eq!(duration_in_words(60), "1 minute");
         assert_eq!(duration_in_words(1), "1 second");

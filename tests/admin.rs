@@ -6,24 +6,20 @@
 mod common;
 
 use common::{
-    Client, Reply, Server, TestDb, cli, final_log, free_port, login, login_reply, register, spawn,
-    wait_exit, wait_for_mail, wait_for_mail_worker,
+    ADMIN, ADMIN_PASSWORD, Client, Reply, Server, TestDb, cli, final_log, free_port, login,
+    login_reply, register, spawn, wait_exit, wait_for_mail, wait_for_mail_worker,
 };
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-const ADMIN: &str = "root@example.com";
-const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = ADMIN_PASSWORD;
 const WRONG: &str = "incorrect horse battery staple";
 
 /// A server whose first start makes `ADMIN` an admin.
 fn with_admin(db: &Arc<TestDb>) -> common::Builder {
-    Server::builder()
-        .db(db)
-        .env("ADMIN_EMAIL", ADMIN)
-        .env("ADMIN_PASSWORD", PASSWORD)
+    Server::builder().db(db).admin()
 }
 
 /// A server with an admin, and the admin's token.

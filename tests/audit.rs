@@ -5,21 +5,21 @@
 
 mod common;
 
-use common::{Reply, Server, TestDb, login, login_reply, register, wait_for_mail};
+use common::{
+    ADMIN, ADMIN_PASSWORD, Reply, Server, TestDb, login, login_reply, register, wait_for_mail,
+};
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-const ADMIN: &str = "root@example.com";
-const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = ADMIN_PASSWORD;
 const NEW: &str = "a brand new passphrase";
 const WRONG: &str = "incorrect horse battery staple";
 
 fn admin_server() -> (Server, String) {
     let server = Server::builder()
-        .env("ADMIN_EMAIL", ADMIN)
-        .env("ADMIN_PASSWORD", PASSWORD)
+        .admin()
         .env("MAIL_RECIPIENT_COOLDOWN_SECONDS", "0")
         .start();
     let token = login(&server, ADMIN, PASSWORD);

@@ -32,7 +32,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Reply, Server, TestDb, login, login_reply, register, wait_for_mail_worker};
+use common::{Reply, Server, TestDb, login, login_reply, register, token_in, wait_for_mail_worker};
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -152,27 +152,6 @@ fn latest_mail_body(server: &Server, recipient: &str) -> String {
         .find(|m| m.1 == recipient)
         .unwrap_or_else(|| panic!("no mail to {recipient} in the outbox"))
         .3
-}
-
-/// The reset token in a mail body: what follows `{base}?token=`, which must
-/// be exactly 43 base64url characters (32 bytes) ending the token.
-#[track_caller]
-fn token_in(body: &str, base: &str) -> String {
-    let prefix = format!("{base}?token=");
-    let start = body
-        .find(&prefix)
-        .unwrap_or_else(|| panic!("no {prefix} link in the mail: {body:?}"))
-        + prefix.len();
-    let token: String = body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    assert_eq!(token.len(), 43, "token {token:?} in {body:?}");
-    let raw = URL_SAFE_NO_PAD
-        .decode(&token)
-        .unwrap_or_else(|e| panic!("token {token:?} is not base64url: {e}"));
-    assert_eq!(raw.len(), 32);
-    token
 }
 
 /// `SELECT COUNT(*) {sql}` with one user id parameter.

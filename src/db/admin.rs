@@ -17,6 +17,11 @@
 //! certification: either way it is rerun (`tx.rs`) and counts again. Admin
 //! changes are rare, so serialising them all costs nothing that matters.
 //!
+//! **A new address** set by an admin takes effect at once, as a confirmed
+//! move would (`email_tokens.rs`): the links mailed before stop working,
+//! the old address gets a notice, and the unique key decides whether the
+//! address is free.
+//!
 //! **Disabling** ends the account's sessions and deletes the tokens of its
 //! mailed links (reset, verification, a move to a new address) in the same
 //! transaction; logins check `disabled_at` when they open a
@@ -26,6 +31,7 @@
 use super::audit::{self, Event};
 use super::failure::lost_race;
 use super::listing::AdminUser;
+use super::mail::{self, Mail};
 use super::users::USER_COLUMNS;
 use super::{Db, DbError, Role, User};
 use crate::audit::kind;
@@ -46,6 +52,10 @@ pub struct AdminPatch {
     pub disabled_reason: Option<Option<String>>,
     /// Mark the address verified (`true`) or not (`false`).
     pub email_verified: Option<bool>,
+    /// Move the account to this address at once: unverified unless
+    /// `email_verified` says otherwise, its mailed links void, a notice to
+    /// the old address.
+    pub email: Option<Address>,
     /// The profile members to change.
     pub profile: ProfileChange,
 }
@@ -66,6 +76,8 @@ pub enum AdminChange<T> {
     NotFound,
     /// The change would leave no enabled admin; nothing was written.
     LastAdmin,
+    /// The address has another account; nothing was written.
+    EmailTaken,
     /// The acting admin is no longer one (demoted, disabled, or its session
     /// ended) since the request was authenticated; nothing was written.
     NotAnAdmin,
@@ -80,6 +92,10 @@ pub struct Actor<'a> {
     /// The session the request was authenticated with.
     pub session_id: &'a [u8; 16],
 }
+
+/// Writes the notice of a move to the old address, given the old address
+/// and the new.
+pub type MovedNotice<'a> = dyn Fn(&str, &str) -> Mail + 'a;
 
 /// An account after a [`Db::patch_user`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,14 +176,16 @@ impl Db {
 
     /// Applies `patch` to the account in one transaction (see the module
     /// docs for the last-admin rule); disabling ends its sessions and
-    /// voids its mailed links.
-    /// `actor` is the admin making it, `None` for the command line.
+    /// voids its mailed links. `actor` is the admin making it, `None` for
+    /// the command line; `moved_notice` writes the notice of a new address
+    /// to the old one (given the old and the new; `None` sends none).
     pub fn patch_user(
         &self,
         user_id: u64,
         patch: &AdminPatch,
         now: u64,
         actor: Option<Actor<'_>>,
+        moved_notice: Option<&MovedNotice<'_>>,
     ) -> Result<AdminChange<Patched>, DbError> {
         let changed = self.transaction(|tx| {
             // Everything is read before the first write (see `tx.rs`).
@@ -182,7 +200,23 @@ impl Db {
             if enabled_admin && patch.may_remove_an_admin() && enabled_admins(tx)? <= 1 {
                 return Ok(AdminChange::LastAdmin);
             }
+            let old_key = email_key(tx, user_id)?;
             take_guard(tx, guard)?;
+            // The move comes first: if the address is taken, nothing but
+            // the guard's version has been written.
+            let moving = patch
+                .email
+                .as_ref()
+                .filter(|address| old_key != Some(address.key));
+            if let Some(address) = moving {
+                if !move_to(tx, &user, old_key.as_ref(), address, now)? {
+                    return Ok(AdminChange::EmailTaken);
+                }
+                if let Some(compose) = moved_notice {
+                    let notice = compose(&user.email, &address.email);
+                    mail::queue(tx, Some(user_id), mail::notice::EMAIL_CHANGED, &notice, now)?;
+                }
+            }
             if let Some(role) = patch.role {
                 tx.exec_drop(
                     "UPDATE users SET role = :role WHERE id = :id",
@@ -236,7 +270,8 @@ impl Db {
             }
             super::profiles::apply(tx, user_id, &patch.profile, now)?;
             let actor_id = actor.map(|a| a.user_id);
-            for event in patch_events(&user, patch, sessions_ended, now) {
+            let moved_to = moving.map(|address| address.email.as_str());
+            for event in patch_events(&user, patch, moved_to, sessions_ended, now) {
                 audit::record(tx, &event.by(actor_id))?;
             }
             Ok(AdminChange::Done((user.role, sessions_ended)))
@@ -254,6 +289,7 @@ impl Db {
             },
             AdminChange::NotFound => AdminChange::NotFound,
             AdminChange::LastAdmin => AdminChange::LastAdmin,
+            AdminChange::EmailTaken => AdminChange::EmailTaken,
             AdminChange::NotAnAdmin => AdminChange::NotAnAdmin,
         })
     }
@@ -375,7 +411,7 @@ pub(super) fn enabled_admins(tx: &mut Transaction<'_>) -> mysql::Result<u64> {
 
 /// True unless `actor` is no longer an enabled admin with a live session;
 /// the rows read stay share-locked to the commit.
-fn still_admin(
+pub(super) fn still_admin(
     tx: &mut Transaction<'_>,
     actor: Option<Actor<'_>>,
     now: u64,
@@ -452,10 +488,56 @@ fn insert_admin(
     }))
 }
 
-/// The events a patch of `user` (as it was before) makes.
-fn patch_events(user: &User, patch: &AdminPatch, sessions_ended: u64, now: u64) -> Vec<Event> {
+/// Moves the account `user` (whose mailbox key was `old_key`) to
+/// `address`, unverified, and voids what was mailed for it before; false
+/// (nothing written) if another account has the address.
+fn move_to(
+    tx: &mut Transaction<'_>,
+    user: &User,
+    old_key: Option<&[u8; 32]>,
+    address: &Address,
+    now: u64,
+) -> mysql::Result<bool> {
+    let moved = tx.exec_drop(
+        "UPDATE users SET email = :email, email_key = :key, email_verified_at = NULL,
+           updated_at = :now
+         WHERE id = :id",
+        params! {
+            "email" => &address.email, "key" => &address.key[..], "now" => now, "id" => user.id,
+        },
+    );
+    match moved {
+        Ok(()) => {}
+        Err(e) if super::failure::is_duplicate(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    for table in ["password_resets", "email_tokens"] {
+        tx.exec_drop(
+            format!("DELETE FROM {table} WHERE user_id = :id"),
+            params! { "id" => user.id },
+        )?;
+    }
+    if let Some(key) = old_key {
+        super::mail::forget_requests(tx, key)?;
+    }
+    Ok(true)
+}
+
+/// The events a patch of `user` (as it was before) makes; `moved_to` is
+/// the new address if the patch moved the account.
+fn patch_events(
+    user: &User,
+    patch: &AdminPatch,
+    moved_to: Option<&str>,
+    sessions_ended: u64,
+    now: u64,
+) -> Vec<Event> {
     let mut events = Vec::new();
     let event = |kind| Event::of(kind, user.id, now);
+    if let Some(new_email) = moved_to {
+        let detail = json!({ "old_email": user.email, "new_email": new_email });
+        events.push(event(kind::EMAIL_CHANGED).with(detail));
+    }
     if let Some(role) = patch.role.filter(|r| *r != user.role) {
         let detail = json!({ "from": user.role.as_str(), "to": role.as_str() });
         events.push(event(kind::ROLE_CHANGED).with(detail));
@@ -469,7 +551,8 @@ fn patch_events(user: &User, patch: &AdminPatch, sessions_ended: u64, now: u64) 
         Some(false) if user.disabled_at.is_some() => events.push(event(kind::ACCOUNT_ENABLED)),
         _ => {}
     }
-    if patch.email_verified == Some(true) && user.email_verified_at.is_none() {
+    let was_verified = user.email_verified_at.is_some() && moved_to.is_none();
+    if patch.email_verified == Some(true) && !was_verified {
         events.push(event(kind::EMAIL_VERIFIED));
     }
     events

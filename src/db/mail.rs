@@ -41,6 +41,9 @@ pub struct Mail {
 pub const PASSWORD_RESET: &str = "password_reset";
 /// A link that proves the account's address.
 pub const VERIFY_EMAIL: &str = "verify_email";
+/// An invitation: the set-password link of an account an admin created
+/// without a password (a reset token, with its own words and lifetime).
+pub const INVITATION: &str = "invitation";
 /// A link, to a new address, that confirms the move to it.
 pub const CONFIRM_EMAIL_CHANGE: &str = "confirm_email_change";
 /// Notices: the security events a user is told of. None carries a link

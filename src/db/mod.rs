@@ -18,6 +18,7 @@
 //! | `users.rs` | accounts: create, find, change email, delete, import |
 //! | `audit.rs` | the audit log: an event in its change's transaction, listings, retention |
 //! | `admin.rs` | what operators do: the first admin, roles, disabling, the last-admin rule |
+//! | `invitations.rs` | accounts an admin creates, with a password or an invitation |
 //! | `listing.rs` | the admin API's view of accounts: one with its state, and pages of them |
 //! | `profiles.rs` | writing profiles: by the owner, and inside an admin's change |
 //! | `passwords.rs` | new passwords and using reset tokens |
@@ -38,6 +39,7 @@ mod audit;
 mod email_tokens;
 mod failure;
 mod hosts;
+mod invitations;
 mod listing;
 mod lockout;
 mod mail;
@@ -59,6 +61,7 @@ pub use node::CausalReads;
 pub use admin::{Actor, AdminChange, AdminPatch, Bootstrap, Patched};
 pub use audit::{AuditEvent, Event, EventFilter};
 pub use email_tokens::{Confirmed, EmailChangeRequest, Verification};
+pub use invitations::{Invitation, NewAccount};
 pub use lockout::Attempt;
 pub use mail::{
     CONFIRM_EMAIL_CHANGE, LinkPolicy, Mail, MailRequest, PASSWORD_RESET, Resolved, VERIFY_EMAIL,

@@ -10,15 +10,22 @@
 //! (`crate::router`).
 
 use super::auth::{Authenticated, authenticate_admin};
+use super::credentials::hash_password;
 use super::json::{
     json_object, nullable_string_member, optional_bool_member, optional_string_member,
+    string_member,
 };
 use super::{Context, account::user_json, query};
-use crate::db::{Actor, AdminChange, AdminPatch, AdminUser, PASSWORD_RESET, Role, UserFilter};
+use crate::db::{
+    Actor, AdminChange, AdminPatch, AdminUser, Invitation, NewAccount, PASSWORD_RESET, Role,
+    UserFilter,
+};
+use crate::email::{self, Address};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::{log, time};
-use serde_json::{Value, json};
+use crate::mail::{mail_queued, texts};
+use crate::{log, password, profile, secret, time};
+use serde_json::{Map, Value, json};
 
 /// Accounts are addressed under this prefix.
 pub const USERS_PREFIX: &str = "/admin/users/";
@@ -98,24 +105,107 @@ pub fn get_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
     ))
 }
 
+/// `POST /admin/users {email, password?, role?, email_verified?, name?,
+/// locale?, metadata?}`: 201 `{"user"}`, the new account in the form of
+/// [`get_user`]. With `password` (under the usual rules: 422
+/// `weak_password`) nothing is mailed; without it the address gets an
+/// invitation, a set-password link working for `INVITE_TOKEN_TTL_SECONDS`
+/// through the reset page, and nobody can log in until it is used. The
+/// address is unverified unless `email_verified` is true (using the
+/// invitation proves it). 422 `invalid_email`, `invalid_profile`; 409
+/// `email_taken` (whatever `HIDE_ACCOUNT_EXISTENCE` says: admins may know).
+pub fn create_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let body = json_object(request)?;
+    let address = address_member(string_member(&body, "email")?)?;
+    let chosen = optional_string_member(&body, "password")?;
+    let role = role_member(&body)?.unwrap_or(Role::User);
+    let email_verified = optional_bool_member(&body, "email_verified")?.unwrap_or(false);
+    let profile = profile::change_from(&body)?;
+    if let Some(plain) = chosen {
+        password::check_strength(plain, &address.email)
+            .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
+    }
+    // Without a password: the hash of a secret nobody is told (see
+    // `db::invitations`), and the token of the invitation's link.
+    let (hash, token) = match chosen {
+        Some(plain) => (hash_password(ctx, plain)?, None),
+        None => (
+            hash_password(ctx, &secret::token()?)?,
+            Some(secret::token()?),
+        ),
+    };
+    let config = &ctx.config;
+    let now = ctx.now();
+    let mail = token.as_ref().map(|token| {
+        let link = format!("{}?token={token}", config.reset_url_base);
+        texts::invitation(
+            &config.app_name,
+            &address.email,
+            &link,
+            config.invite_token_ttl,
+        )
+    });
+    let token_hash = token.as_deref().map(secret::sha256);
+    let invitation = match (&token_hash, &mail) {
+        (Some(token_hash), Some(mail)) => Some(Invitation {
+            token_hash,
+            expires_at: now + config.invite_token_ttl,
+            mail,
+        }),
+        _ => None,
+    };
+    let account = NewAccount {
+        address: &address,
+        password_hash: &hash,
+        role,
+        email_verified,
+        profile: &profile,
+        invitation,
+    };
+    let id = match ctx.db.admin_create_user(&account, now, actor(&auth))? {
+        AdminChange::Done(id) => id,
+        other => return Err(refused(other)),
+    };
+    if mail.is_some() {
+        mail_queued(ctx, 1);
+    }
+    log::info(
+        "admin created an account",
+        &[
+            ("actor_id", auth.user.id.into()),
+            ("user_id", id.into()),
+            ("role", role.as_str().into()),
+            ("invited", mail.is_some().into()),
+        ],
+    );
+    // Read after the commit; deleted meanwhile is as good as not found.
+    let user = ctx.db.admin_user(id, now)?.ok_or(ApiError::UserNotFound)?;
+    Ok(Response::json(
+        201,
+        &json!({ "user": admin_json(ctx, &user) }),
+    ))
+}
+
 /// `PATCH /admin/users/{id} {role?, disabled?, disabled_reason?,
-/// email_verified?, name?, locale?, metadata?}`: 200 `{"user"}` as
+/// email_verified?, email?, name?, locale?, metadata?}`: 200 `{"user"}` as
 /// changed (the profile members under the rules of [`crate::profile`]: 422
 /// `invalid_profile`). Disabling ends every
 /// session of the account at once; enabling brings none back (and clears
-/// the reason). 409 `last_admin` if the change would leave no enabled
-/// admin; 400 `invalid_field` for a member of the wrong type (`role` must
-/// be "user" or "admin").
+/// the reason). A new `email` takes effect at once, without a
+/// confirmation: unverified unless `email_verified` is true in the same
+/// patch, every link mailed before void, a notice to the old address (422
+/// `invalid_email`, 409 `email_taken`). 409 `last_admin` if the change
+/// would leave no enabled admin; 400 `invalid_field` for a member of the
+/// wrong type (`role` must be "user" or "admin").
 pub fn patch_user(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate_admin(ctx, request)?;
     let id = user_id(request, "")?;
     let body = json_object(request)?;
-    let role = match optional_string_member(&body, "role")? {
-        None => None,
-        Some(name) => {
-            Some(Role::parse(name).ok_or(ApiError::InvalidField("role", "\"user\" or \"admin\""))?)
-        }
-    };
+    let role = role_member(&body)?;
+    let email = optional_string_member(&body, "email")?
+        .map(address_member)
+        .transpose()?;
     let reason = nullable_string_member(&body, "disabled_reason")?;
     if reason
         .flatten()
@@ -131,16 +221,24 @@ pub fn patch_user(ctx: &Context, request: &Request) -> Result<Response, ApiError
         disabled: optional_bool_member(&body, "disabled")?,
         disabled_reason: reason.map(|r| r.map(str::to_string)),
         email_verified: optional_bool_member(&body, "email_verified")?,
-        profile: crate::profile::change_from(&body)?,
+        email,
+        profile: profile::change_from(&body)?,
     };
+    let app = &ctx.config.app_name;
+    let now = ctx.now();
+    let notice = |old: &str, new: &str| texts::email_changed(app, old, new, now);
     let patched = match ctx
         .db
-        .patch_user(id, &patch, ctx.now(), Some(actor(&auth)))?
+        .patch_user(id, &patch, now, Some(actor(&auth)), Some(&notice))?
     {
         AdminChange::Done(patched) => patched,
         other => return Err(refused(other)),
     };
     ctx.metrics.sessions_ended(patched.sessions_ended);
+    if patch.email.is_some() {
+        // The notice of a move, if the address was not already the account's.
+        ctx.courier.wake();
+    }
     log::info(
         "admin changed an account",
         &[
@@ -245,9 +343,25 @@ fn refused<T>(change: AdminChange<T>) -> ApiError {
     match change {
         AdminChange::NotFound => ApiError::UserNotFound,
         AdminChange::LastAdmin => ApiError::LastAdmin,
+        AdminChange::EmailTaken => ApiError::EmailTaken,
         // Demoted or logged out while the request was in flight.
         AdminChange::NotAnAdmin | AdminChange::Done(_) => ApiError::Forbidden,
     }
+}
+
+/// The optional `role` member: "user" or "admin".
+fn role_member(body: &Map<String, Value>) -> Result<Option<Role>, ApiError> {
+    match optional_string_member(body, "role")? {
+        None => Ok(None),
+        Some(name) => Role::parse(name)
+            .map(Some)
+            .ok_or(ApiError::InvalidField("role", "\"user\" or \"admin\"")),
+    }
+}
+
+/// An address given by an admin, in its stored form; 422 `invalid_email`.
+fn address_member(raw: &str) -> Result<Address, ApiError> {
+    email::normalize(raw).map_err(|e| ApiError::InvalidEmail(e.to_string()))
 }
 
 /// The id in `/admin/users/{id}{suffix}`; 404 `user_not_found` unless it

@@ -25,6 +25,26 @@ pub fn password_reset(app: &str, email: &str, link: &str, ttl: u64) -> Mail {
     )
 }
 
+/// To the address of an account an admin created without a password: the
+/// link that sets its first password, working for `ttl` s.
+pub fn invitation(app: &str, email: &str, link: &str, ttl: u64) -> Mail {
+    compose(
+        app,
+        email,
+        format!("You are invited to {app}"),
+        &[
+            &format!("An account at {app} was created for you, {email}."),
+            &format!(
+                "To choose your password and start using it, open this link within {}:",
+                duration_in_words(ttl)
+            ),
+        ],
+        Some(("Choose my password", link)),
+        "The link works once. If you did not expect this invitation, ignore this message: \
+         nobody can sign in to the account until a password is chosen with the link.",
+    )
+}
+
 /// The link that proves the account's address `email`, working for `ttl` s.
 pub fn verify_email(app: &str, email: &str, link: &str, ttl: u64) -> Mail {
     compose(
@@ -194,5 +214,8 @@ mod tests {
         assert!(verify.body.contains("24 hours") && verify.body.contains("?token=t"));
         let reset = password_reset("App", "a@x.io", "https://x/r?token=t", 900);
         assert!(reset.body.contains("15 minutes"));
+        let invite = invitation("App", "a@x.io", "https://x/r?token=t", 604_800);
+        assert!(invite.body.contains("7 days") && invite.body.contains("?token=t"));
+        assert!(invite.subject.contains("invited"));
     }
 }

@@ -19,6 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The first admin of a server built with [`Builder::admin`].
+pub const ADMIN: &str = "root@example.com";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
 /// A 32-byte token secret for tests.
 pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghij";
 
@@ -119,6 +124,12 @@ impl Builder {
         self.env.retain(|(k, _)| k != key);
         self.unset.push(key.to_string());
         self
+    }
+
+    /// Makes [`ADMIN`] (with [`ADMIN_PASSWORD`]) the first admin at start.
+    pub fn admin(self) -> Builder {
+        self.env("ADMIN_EMAIL", ADMIN)
+            .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
     }
 
     /// Uses an existing database (to run several servers on one).
@@ -772,6 +783,28 @@ pub fn cli(db: &TestDb, args: &[&str], stdin: &str) -> (Option<i32>, String, Str
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The token in a mail body's link: what follows `{base}?token=`, which
+/// must be exactly 43 base64url characters (32 bytes) ending the token.
+#[track_caller]
+pub fn token_in(body: &str, base: &str) -> String {
+    use base64::Engine;
+    let prefix = format!("{base}?token=");
+    let start = body
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix} link in the mail: {body:?}"))
+        + prefix.len();
+    let token: String = body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert_eq!(token.len(), 43, "token {token:?} in {body:?}");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&token)
+        .unwrap_or_else(|e| panic!("token {token:?} is not base64url: {e}"));
+    assert_eq!(raw.len(), 32);
+    token
 }
 
 /// Registers `email` with `password`; returns the new user's id.
