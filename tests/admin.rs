@@ -533,6 +533,18 @@ fn admins_end_sessions_lift_lockouts_send_resets_and_delete_accounts() {
     let reply = server.json_auth("POST", &path, &admin, &json!({}));
     assert_eq!(reply.status, 202, "{}", reply.text());
     assert!(wait_for_mail(&server, email).contains("?token="));
+    // The reset the admin asked for is theirs in the audit log.
+    let admin_id = server.get_auth("/auth/me", &admin).json()["user"]["id"].as_u64();
+    let actors: Vec<Option<u64>> = server
+        .db
+        .conn()
+        .exec(
+            "SELECT actor_id FROM audit_events
+             WHERE user_id = ? AND type = 'password_reset_requested'",
+            (id,),
+        )
+        .unwrap();
+    assert_eq!(actors, [admin_id]);
 
     let reply = patch(&server, &admin, id, json!({"email_verified": true}));
     assert_eq!(reply.json()["user"]["email_verified"], true);

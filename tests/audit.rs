@@ -121,6 +121,11 @@ fn each_action_writes_its_event_with_the_requests_origin() {
     assert_eq!(disabled["detail"]["reason"], "audit");
     let role = listed.iter().find(|e| e["type"] == "role_changed").unwrap();
     assert_eq!(role["detail"], json!({"from": "user", "to": "admin"}));
+    let requested = listed
+        .iter()
+        .find(|e| e["type"] == "password_reset_requested")
+        .unwrap();
+    assert_eq!(requested["actor_id"], Value::Null, "a forgot is no admin's");
 
     // Nothing secret anywhere in the table.
     let all: Vec<String> = server

@@ -315,21 +315,25 @@ impl Db {
         })
     }
 
-    /// Records a request for `kind` mail to the account's address, as a
-    /// `forgot` does for an address; `false` if no account has the id.
+    /// Records the admin `actor_id`'s request for `kind` mail to the
+    /// account's address, as a `forgot` does for an address (its event
+    /// then names the admin); `false` if no account has the id.
     pub fn request_mail_for(
         &self,
         user_id: u64,
         kind: &str,
         now: u64,
         ip: &str,
+        actor_id: u64,
     ) -> Result<bool, DbError> {
         self.run(|conn| {
             conn.exec_drop(
-                "INSERT INTO mail_requests (kind, email_key, requested_at, ip)
-                 SELECT :kind, email_key, :now, :ip FROM users
+                "INSERT INTO mail_requests (kind, email_key, requested_at, ip, actor_id)
+                 SELECT :kind, email_key, :now, :ip, :actor FROM users
                  WHERE id = :id AND email_key IS NOT NULL",
-                params! { "kind" => kind, "now" => now, "ip" => ip, "id" => user_id },
+                params! {
+                    "kind" => kind, "now" => now, "ip" => ip, "actor" => actor_id, "id" => user_id,
+                },
             )?;
             Ok(conn.affected_rows() == 1)
         })

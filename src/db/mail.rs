@@ -77,7 +77,14 @@ pub struct MailRequest {
     pub requested_at: u64,
     /// The client address of the request that asked for it.
     pub ip: String,
+    /// The admin who asked for it (`None`: the account's owner, or anyone
+    /// who knew the address).
+    pub actor_id: Option<u64>,
 }
+
+/// A `mail_requests` row as read: id, kind, mailbox key, requested at,
+/// client address, actor.
+type RequestRow = (u64, String, Vec<u8>, u64, String, Option<u64>);
 
 /// The rules a request is resolved under.
 #[derive(Debug, Clone, Copy)]
@@ -128,22 +135,23 @@ impl Db {
 
     /// Up to `limit` requests, oldest first.
     pub fn pending_mail_requests(&self, limit: u32) -> Result<Vec<MailRequest>, DbError> {
-        let rows: Vec<(u64, String, Vec<u8>, u64, String)> = self.run(|conn| {
+        let rows: Vec<RequestRow> = self.run(|conn| {
             conn.exec(
-                "SELECT id, kind, email_key, requested_at, ip FROM mail_requests
+                "SELECT id, kind, email_key, requested_at, ip, actor_id FROM mail_requests
                  ORDER BY id LIMIT :limit",
                 params! { "limit" => limit },
             )
         })?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, kind, key, requested_at, ip)| {
+            .filter_map(|(id, kind, key, requested_at, ip, actor_id)| {
                 Some(MailRequest {
                     id,
                     kind,
                     email_key: key.try_into().ok()?,
                     requested_at,
                     ip,
+                    actor_id,
                 })
             })
             .collect())
@@ -240,7 +248,8 @@ impl Db {
                         ip: request.ip.clone(),
                         user_agent: String::new(),
                     };
-                    let event = Event::of(kind::PASSWORD_RESET_REQUESTED, user_id, now);
+                    let event = Event::of(kind::PASSWORD_RESET_REQUESTED, user_id, now)
+                        .by(request.actor_id);
                     crate::audit::with_origin(origin, || audit::record(tx, &event))?;
                     (user_id, email)
                 }

@@ -108,6 +108,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_profiles.sql",
         sql: include_str!("../../sql/0013_profiles.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_mail_request_actor.sql",
+        sql: include_str!("../../sql/0014_mail_request_actor.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

@@ -318,7 +318,7 @@ pub fn send_password_reset(ctx: &Context, request: &Request) -> Result<Response,
     let ip = ctx.client_ip(request).to_string();
     if !ctx
         .db
-        .request_mail_for(id, PASSWORD_RESET, ctx.now(), &ip)?
+        .request_mail_for(id, PASSWORD_RESET, ctx.now(), &ip, auth.user.id)?
     {
         return Err(ApiError::UserNotFound);
     }
