@@ -1702,6 +1702,92 @@ section_admin() {
     check_problem 404 user_not_found "the deleted account is 404 user_not_found"
 }
 
+# ---------------------------------------------------------------------------
+# Two-factor login: enrolment, the two-step login, replay, recovery codes
+# ---------------------------------------------------------------------------
+
+# totp SECRET OFFSET: the 6-digit RFC 6238 code (SHA-1, 30 s) of the step
+# OFFSET steps from now, computed with Python's standard library; the
+# secret goes in on standard input, not on a command line.
+totp() {
+    "$PYTHON" -c 'import base64, hmac, struct, sys, time
+secret = sys.stdin.read().strip()
+key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+step = int(time.time()) // 30 + int(sys.argv[1])
+mac = hmac.new(key, struct.pack(">Q", step), "sha1").digest()
+o = mac[19] & 15
+print("%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7fffffff) % 1000000))' "$2" <<<"$1"
+}
+
+section_mfa() {
+    local email_m pass_m t_m secret code0 code1 mfa_token rc0 rc1
+    email_m=$(email mfa)
+    pass_m="Reg-pass-$RUN_ID-m"
+    register_ok "register the two-factor user" "$email_m" "$pass_m"
+    login "$email_m" "$pass_m"
+    t_m=$TOKEN
+    auth_json POST /auth/mfa/totp/setup "$t_m" "$(obj password "$pass_m-wrong")"
+    if [[ $STATUS == 503 ]]; then
+        check_problem 503 mfa_unavailable "without DATA_ENCRYPTION_KEY, enrolment is 503 mfa_unavailable"
+        skip "two-factor login (the server has no DATA_ENCRYPTION_KEY; covered by cargo test --test mfa)"
+        return
+    fi
+    check_problem 401 wrong_password "TOTP setup with a wrong password is 401 wrong_password"
+    auth_json POST /auth/mfa/totp/setup "$t_m" "$(obj password "$pass_m")"
+    check_json "TOTP setup answers a base32 secret, its otpauth URI and an SVG QR code" \
+        '[bool(re.fullmatch("[A-Z2-7]{32}", d["secret"])), d["otpauth_uri"].startswith("otpauth://totp/") and "&algorithm=SHA1&digits=6&period=30" in d["otpauth_uri"], d["qr_svg"].startswith("<svg")]' \
+        '[true, true, true]'
+    secret=$(json_get 'd["secret"]')
+    # Not within 3 s of a step's end, so the codes below keep their steps.
+    sleep "$("$PYTHON" -c 'import time; r = 30 - time.time() % 30; print(r + 0.1 if r < 3 else 0)')"
+    code0=$(totp "$secret" 0)
+    code1=$(totp "$secret" 1)
+    auth_json POST /auth/mfa/totp/confirm "$t_m" "$(obj code "$(totp "$secret" 5)")"
+    check_problem 401 invalid_mfa_code "confirming with a code five steps away is 401 invalid_mfa_code"
+    auth_json POST /auth/mfa/totp/confirm "$t_m" "$(obj code "$code0")"
+    check_json "confirming with the current code answers 10 recovery codes" \
+        '[len(d["recovery_codes"]), all(re.fullmatch("[0-9a-z]{5}-[0-9a-z]{5}", c) for c in d["recovery_codes"])]' '[10, true]'
+    rc0=$(json_get 'd["recovery_codes"][0]')
+    rc1=$(json_get 'd["recovery_codes"][1]')
+    auth GET /auth/me "$t_m"
+    check_json "GET /auth/me says mfa_enabled, and that this session passed no second factor" \
+        '[d["user"]["mfa_enabled"], d["mfa"]]' '[true, false]'
+
+    post_json /auth/login "$(obj email "$email_m" password "$pass_m")"
+    check_json "the right password now answers mfa_required with an mfa_token and no session" \
+        '[d["mfa_required"], "token" in d, d["methods"], d["mfa_expires_in"] > 0]' \
+        '[true, false, ["totp", "recovery_code"], true]'
+    mfa_token=$(json_get 'd["mfa_token"]')
+    auth GET /auth/me "$mfa_token"
+    check_unauthorized invalid_token "the mfa_token is no Bearer token"
+    post_json /auth/login/mfa "$(obj mfa_token "$mfa_token" code "$code0")"
+    check_problem 401 invalid_mfa_code "the code the confirmation used is refused on replay"
+    post_json /auth/login/mfa "$(obj mfa_token "$mfa_token" code "$code1")"
+    check_json "the next step's code completes the login" '[d["token_type"], d["user"]["mfa_enabled"]]' '["Bearer", true]'
+    auth GET /auth/me "$(json_get 'd["token"]')"
+    check_json "the session records that it passed a second factor" 'd["mfa"]' true
+    post_json /auth/login/mfa "$(obj mfa_token "$mfa_token" code "$code1")"
+    check_problem 401 invalid_mfa_token "an mfa_token works once"
+
+    post_json /auth/login "$(obj email "$email_m" password "$pass_m")"
+    mfa_token=$(json_get 'd["mfa_token"]')
+    post_json /auth/login/mfa "$(obj mfa_token "$mfa_token" recovery_code "$rc0")"
+    check_status 200 "a recovery code completes a login"
+    post_json /auth/login "$(obj email "$email_m" password "$pass_m")"
+    mfa_token=$(json_get 'd["mfa_token"]')
+    post_json /auth/login/mfa "$(obj mfa_token "$mfa_token" recovery_code "$rc0")"
+    check_problem 401 invalid_mfa_code "a recovery code works once"
+
+    post_json /auth/password "$(obj email "$email_m" current_password "$pass_m" new_password "$pass_m-new")"
+    check_problem 401 mfa_required "a password change without a session needs the code too"
+    auth_json DELETE /auth/mfa/totp "$t_m" "$(obj password "$pass_m" code "$rc1")"
+    check_status 204 "DELETE /auth/mfa/totp with the password and a recovery code turns it off"
+    login "$email_m" "$pass_m"
+    check_json "with it off, the password alone logs in again" '[d["token_type"], d["user"]["mfa_enabled"]]' '["Bearer", false]'
+}
+
+section_mfa
+
 if [[ -n $ADMIN_EMAIL && -n $ADMIN_PASSWORD ]]; then
     section_admin
 else

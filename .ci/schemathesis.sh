@@ -117,6 +117,7 @@ login "$sessions_user" >/dev/null # a second session, not the caller's, to be en
 logout_token=$(login "$(new_user logout)")
 logout_all_token=$(login "$(new_user logout-all)")
 delete_token=$(login "$(new_user delete)")
+mfa_token=$(login "$(new_user mfa)")
 admin_token=$(login "$ADMIN_EMAIL" "$ADMIN_PASSWORD")
 
 # Schemathesis and Hypothesis keep caches in the working directory
@@ -173,6 +174,12 @@ run "session list and ending sessions" "$sessions_token" "$SMALL_EXAMPLES" \
 run "logout" "$logout_token" "$SMALL_EXAMPLES" --include-operation-id logout
 run "logout everywhere" "$logout_all_token" "$SMALL_EXAMPLES" --include-operation-id logoutAll
 run "account deletion" "$delete_token" "$SMALL_EXAMPLES" --include-operation-id deleteMe
+run "two-factor login" "$mfa_token" "$SMALL_EXAMPLES" \
+    --include-operation-id mfaSetup \
+    --include-operation-id mfaConfirm \
+    --include-operation-id mfaRecoveryCodes \
+    --include-operation-id mfaDisable \
+    --include-operation-id loginMfa
 admin_operations=(
     --include-operation-id listUsers
     --include-operation-id createUser
@@ -182,6 +189,7 @@ admin_operations=(
     --include-operation-id endUserSessions
     --include-operation-id clearLockout
     --include-operation-id sendPasswordReset
+    --include-operation-id disableUserMfa
     --include-operation-id listAuditEvents
 )
 run "the admin API, as a user (403)" "$main_token" "$SMALL_EXAMPLES" "${admin_operations[@]}"
@@ -197,6 +205,10 @@ run "forged token on every Bearer endpoint" "$forged" "$SMALL_EXAMPLES" \
     --include-operation-id logoutAll \
     --include-operation-id listSessions \
     --include-operation-id endSession \
+    --include-operation-id mfaSetup \
+    --include-operation-id mfaConfirm \
+    --include-operation-id mfaRecoveryCodes \
+    --include-operation-id mfaDisable \
     "${admin_operations[@]}"
 
 echo

@@ -7,6 +7,8 @@
 #   token_secret            the key that signs session tokens (app, 0400)
 #   token_secrets_previous  older keys that still verify; empty (app, 0400)
 #   password_pepper         Argon2 secret input (app, 0400)
+#   data_encryption_key     seals TOTP secrets at rest: 32 random bytes,
+#                           standard base64 (app, 0400)
 #   database_url            mysql://USER:PASSWORD@db:3306/DATABASE (app, 0400)
 #   db_password             the database user's password (mysql, 0400)
 #   db_client.cnf           a [client] option file with that user and password
@@ -49,6 +51,7 @@ create() {
 random | create token_secret 65532:65532
 : | create token_secrets_previous 65532:65532
 random | create password_pepper 65532:65532
+head -c 32 /dev/urandom | base64 | tr -d '\n' | create data_encryption_key 65532:65532
 random | create db_password mysql:mysql
 # The URL and the option file follow the password file, also when it was
 # made by an earlier start that stopped before writing them.

@@ -86,9 +86,21 @@ pub mod kind {
     pub const LOCKOUT_CLEARED: &str = "lockout_cleared";
     /// An admin created the account (`POST /admin/users`).
     pub const USER_CREATED_BY_ADMIN: &str = "user_created_by_admin";
+    /// A TOTP enrolment began (a new secret, not yet confirmed).
+    pub const MFA_ENROLMENT_STARTED: &str = "mfa_enrolment_started";
+    /// A TOTP enrolment was confirmed with a code: two-factor login is on.
+    pub const MFA_ENABLED: &str = "mfa_enabled";
+    /// A second-factor code was refused; `detail.reason` says why.
+    pub const MFA_FAILED: &str = "mfa_failed";
+    /// A recovery code was used.
+    pub const RECOVERY_CODE_USED: &str = "recovery_code_used";
+    /// The recovery codes were replaced with a new set.
+    pub const RECOVERY_CODES_REGENERATED: &str = "recovery_codes_regenerated";
+    /// Two-factor login was turned off (by the owner, or an admin).
+    pub const MFA_DISABLED: &str = "mfa_disabled";
 
     /// Every type, for validating the admin API's `type` filter.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 25] = [
         USER_REGISTERED,
         LOGIN_SUCCEEDED,
         LOGIN_FAILED,
@@ -108,6 +120,12 @@ pub mod kind {
         ROLE_CHANGED,
         LOCKOUT_CLEARED,
         USER_CREATED_BY_ADMIN,
+        MFA_ENROLMENT_STARTED,
+        MFA_ENABLED,
+        MFA_FAILED,
+        RECOVERY_CODE_USED,
+        RECOVERY_CODES_REGENERATED,
+        MFA_DISABLED,
     ];
 }
 

@@ -16,6 +16,7 @@ use crate::limits::TrustedProxies;
 use crate::log::Level;
 use crate::mail::MailConfig;
 use crate::mail::smtp::{self, Relay};
+use crate::mfa::seal::DataKeys;
 use crate::password::{DEFAULT_ITERATIONS, DEFAULT_MEMORY_KIB, DEFAULT_PARALLELISM, Hasher};
 use crate::token::{Key, Keyring};
 use std::fmt;
@@ -114,6 +115,25 @@ pub struct Config {
     /// `SHUTDOWN_GRACE_SECONDS`: how long requests in flight may take to
     /// finish after SIGTERM or SIGINT.
     pub shutdown_grace: Duration,
+    /// The second factor's settings: `DATA_ENCRYPTION_KEY*`,
+    /// `MFA_TOKEN_TTL_SECONDS`, `ADMIN_REQUIRE_MFA`.
+    pub mfa: MfaConfig,
+}
+
+/// The second factor's settings (see `crate::mfa`).
+#[derive(Debug, Clone)]
+pub struct MfaConfig {
+    /// `DATA_ENCRYPTION_KEY` (or `DATA_ENCRYPTION_KEY_FILE`) seals TOTP
+    /// secrets and keys recovery-code hashes; each of
+    /// `DATA_ENCRYPTION_KEYS_PREVIOUS` still opens what it sealed. Without
+    /// a key, enrolment answers 503 `mfa_unavailable`.
+    pub keys: DataKeys,
+    /// `MFA_TOKEN_TTL_SECONDS` (default 300): how long the `mfa_token` of a
+    /// login's first step works.
+    pub token_ttl: u64,
+    /// `ADMIN_REQUIRE_MFA`: the admin API answers 403 `mfa_required` to an
+    /// admin session whose login did not pass a second factor.
+    pub admin_require: bool,
 }
 
 /// How long a session lives: until it has not been refreshed for `idle`
@@ -171,6 +191,7 @@ impl fmt::Debug for Config {
             .field("admin_bind_addr", &self.admin_bind_addr)
             .field("admin_bootstrap", &self.admin_bootstrap)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("mfa", &self.mfa)
             .finish()
     }
 }
@@ -300,6 +321,7 @@ impl Config {
             admin_bind_addr: vars.get("ADMIN_BIND_ADDR"),
             admin_bootstrap: admin_bootstrap(&vars)?,
             shutdown_grace: Duration::from_secs(vars.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600)? as u64),
+            mfa: mfa_config(&vars)?,
             log_level: match vars.get("LOG_LEVEL") {
                 None => Level::Info,
                 Some(s) => Level::parse(&s).ok_or(ConfigError {
@@ -309,6 +331,28 @@ impl Config {
             },
         })
     }
+}
+
+/// The second factor's settings. The keys are base64 of 32 random bytes;
+/// the reason for a bad one never repeats it.
+fn mfa_config(vars: &Vars<'_>) -> Result<MfaConfig, ConfigError> {
+    let current = vars
+        .secret("DATA_ENCRYPTION_KEY", "DATA_ENCRYPTION_KEY_FILE")?
+        .map(|bytes| {
+            String::from_utf8(bytes).map_err(|_| ConfigError {
+                variable: "DATA_ENCRYPTION_KEY",
+                reason: "must be base64 text".into(),
+            })
+        })
+        .transpose()?;
+    let previous = vars.get("DATA_ENCRYPTION_KEYS_PREVIOUS");
+    let keys = DataKeys::parse(current.as_deref(), previous.as_deref())
+        .map_err(|(variable, reason)| ConfigError { variable, reason })?;
+    Ok(MfaConfig {
+        keys,
+        token_ttl: vars.number("MFA_TOKEN_TTL_SECONDS", 300, 1, 3_600)? as u64,
+        admin_require: vars.flag("ADMIN_REQUIRE_MFA")?,
+    })
 }
 
 /// `ADMIN_EMAIL` and its password: both or neither, a valid address, and a

@@ -132,6 +132,28 @@ pub enum ApiError {
     UserNotFound,
     /// 409 `last_admin`: the change would leave no enabled admin.
     LastAdmin,
+
+    /// 401 `mfa_required`: the account has a second factor, and this
+    /// request needs its `code` too.
+    MfaRequired,
+    /// 403 `mfa_required`: `ADMIN_REQUIRE_MFA` is on and the admin's session
+    /// did not pass a second factor (the same code as [`ApiError::MfaRequired`]:
+    /// the same remedy, log in with a code).
+    AdminMfaRequired,
+    /// 401 `invalid_mfa_code`: the TOTP or recovery code is wrong, used, or
+    /// of a time step already accepted.
+    InvalidMfaCode,
+    /// 401 `invalid_mfa_token`: the login's `mfa_token` is unknown,
+    /// expired, used, voided by a new password, or spent by 5 wrong codes.
+    InvalidMfaToken,
+    /// 409 `mfa_already_enabled`: the account has a confirmed second factor.
+    MfaAlreadyEnabled,
+    /// 409 `mfa_not_enabled`: the account has no second factor (or no
+    /// enrolment waiting for its confirmation).
+    MfaNotEnabled,
+    /// 503 `mfa_unavailable`: `DATA_ENCRYPTION_KEY` is not set, so no secret
+    /// can be stored.
+    MfaUnavailable,
 }
 
 impl From<crate::profile::ProfileError> for ApiError {
@@ -158,7 +180,7 @@ impl ApiError {
             ApiError::ExpectationFailed => 417,
             ApiError::HeadersTooLarge => 431,
             ApiError::Internal => 500,
-            ApiError::Overloaded | ApiError::DatabaseUnavailable => 503,
+            ApiError::Overloaded | ApiError::DatabaseUnavailable | ApiError::MfaUnavailable => 503,
             ApiError::MalformedJson
             | ApiError::MissingField(_)
             | ApiError::InvalidField(..)
@@ -168,7 +190,8 @@ impl ApiError {
             | ApiError::InvalidConfirmationToken => 400,
             ApiError::EmailNotVerified | ApiError::AccountDisabled | ApiError::Forbidden => 403,
             ApiError::UserNotFound => 404,
-            ApiError::LastAdmin => 409,
+            ApiError::LastAdmin | ApiError::MfaAlreadyEnabled | ApiError::MfaNotEnabled => 409,
+            ApiError::AdminMfaRequired => 403,
             ApiError::InvalidEmail(_) | ApiError::WeakPassword(_) | ApiError::InvalidProfile(_) => {
                 422
             }
@@ -182,7 +205,10 @@ impl ApiError {
             | ApiError::TokenExpired
             | ApiError::TokenRevoked
             | ApiError::InvalidRefreshToken
-            | ApiError::RefreshTokenReused => 401,
+            | ApiError::RefreshTokenReused
+            | ApiError::MfaRequired
+            | ApiError::InvalidMfaCode
+            | ApiError::InvalidMfaToken => 401,
         }
     }
 
@@ -227,6 +253,12 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::UserNotFound => "user_not_found",
             ApiError::LastAdmin => "last_admin",
+            ApiError::MfaRequired | ApiError::AdminMfaRequired => "mfa_required",
+            ApiError::InvalidMfaCode => "invalid_mfa_code",
+            ApiError::InvalidMfaToken => "invalid_mfa_token",
+            ApiError::MfaAlreadyEnabled => "mfa_already_enabled",
+            ApiError::MfaNotEnabled => "mfa_not_enabled",
+            ApiError::MfaUnavailable => "mfa_unavailable",
         }
     }
 
@@ -307,6 +339,26 @@ impl ApiError {
             ApiError::LastAdmin => {
                 "This would leave no enabled administrator; make another one first.".into()
             }
+            ApiError::MfaRequired => {
+                "This account has two-factor login: send \"code\" (a TOTP or a recovery code) too."
+                    .into()
+            }
+            ApiError::AdminMfaRequired => {
+                "The admin API needs a session that passed a second factor; log in with a code."
+                    .into()
+            }
+            ApiError::InvalidMfaCode => "The code is wrong or was used already.".into(),
+            ApiError::InvalidMfaToken => {
+                "The mfa_token is unknown, expired or used up; log in again.".into()
+            }
+            ApiError::MfaAlreadyEnabled => {
+                "Two-factor login is on already; turn it off first to enrol again.".into()
+            }
+            ApiError::MfaNotEnabled => "Two-factor login is not on for this account.".into(),
+            ApiError::MfaUnavailable => {
+                "Two-factor login is not available: the operator has not set DATA_ENCRYPTION_KEY."
+                    .into()
+            }
         }
     }
 
@@ -343,14 +395,18 @@ impl ApiError {
             ApiError::Overloaded | ApiError::DatabaseUnavailable => {
                 response.set_header("Retry-After", "1")
             }
-            // RFC 6750 section 3: a request without credentials gets the bare
-            // challenge, a bad token gets the error code as well.
             ApiError::TooManyAttempts(secs) | ApiError::RateLimited(secs) => {
                 response.set_header("Retry-After", secs.to_string())
             }
-            ApiError::MissingToken | ApiError::WrongPassword | ApiError::InvalidCredentials => {
-                response.set_header("WWW-Authenticate", "Bearer")
-            }
+            // Every 401 carries a challenge (RFC 9110 section 15.5.2). RFC
+            // 6750 section 3: a request without a usable token gets the bare
+            // challenge, a bad token gets the error code as well.
+            ApiError::MissingToken
+            | ApiError::WrongPassword
+            | ApiError::InvalidCredentials
+            | ApiError::MfaRequired
+            | ApiError::InvalidMfaCode
+            | ApiError::InvalidMfaToken => response.set_header("WWW-Authenticate", "Bearer"),
             ApiError::InvalidToken
             | ApiError::TokenExpired
             | ApiError::TokenRevoked
@@ -427,7 +483,18 @@ mod tests {
             ApiError::Forbidden,
             ApiError::UserNotFound,
             ApiError::LastAdmin,
+            ApiError::MfaRequired,
+            ApiError::InvalidMfaCode,
+            ApiError::InvalidMfaToken,
+            ApiError::MfaAlreadyEnabled,
+            ApiError::MfaNotEnabled,
+            ApiError::MfaUnavailable,
         ];
+        // One code, two statuses, by design: the remedy is the same.
+        assert_eq!(
+            ApiError::AdminMfaRequired.code(),
+            ApiError::MfaRequired.code()
+        );
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();
         assert!(
             codes

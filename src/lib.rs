@@ -23,6 +23,7 @@
 //! | [`secret`] | fresh random tokens and the digests stored instead |
 //! | [`token`] | the access and refresh token formats: signing and strict verification |
 //! | [`password`] | Argon2id hashing and the password rules |
+//! | [`mfa`] | the second factor's pieces: TOTP codes, recovery codes, QR codes, sealing secrets |
 //! | [`email`] | email validation and normalisation |
 //! | [`limits`] | the hashing gate, the rate limiter, trusted proxies |
 //! | [`import`] | the `import-users` command |
@@ -51,6 +52,7 @@ pub mod limits;
 pub mod log;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod pages;
 pub mod password;
 pub mod profile;

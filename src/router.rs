@@ -115,6 +115,11 @@ fn resolve_admin(path: &str) -> Option<Route> {
             "POST",
             &[("POST", handlers::admin::send_password_reset)],
         ),
+        "mfa" => route(
+            "/admin/users/{id}/mfa",
+            "DELETE",
+            &[("DELETE", handlers::admin::disable_mfa)],
+        ),
         _ => None,
     }
 }
@@ -135,6 +140,27 @@ fn resolve(path: &str) -> Option<Route> {
         "/auth/register" => route("/auth/register", "POST", &[("POST", handlers::register)]),
         "/auth/login" => route("/auth/login", "POST", &[("POST", handlers::login)]),
         "/auth/refresh" => route("/auth/refresh", "POST", &[("POST", handlers::refresh)]),
+        "/auth/login/mfa" => route("/auth/login/mfa", "POST", &[("POST", handlers::login_mfa)]),
+        "/auth/mfa/totp/setup" => route(
+            "/auth/mfa/totp/setup",
+            "POST",
+            &[("POST", handlers::mfa_setup)],
+        ),
+        "/auth/mfa/totp/confirm" => route(
+            "/auth/mfa/totp/confirm",
+            "POST",
+            &[("POST", handlers::mfa_confirm)],
+        ),
+        "/auth/mfa/totp" => route(
+            "/auth/mfa/totp",
+            "DELETE",
+            &[("DELETE", handlers::mfa_disable)],
+        ),
+        "/auth/mfa/recovery-codes" => route(
+            "/auth/mfa/recovery-codes",
+            "POST",
+            &[("POST", handlers::regenerate_recovery_codes)],
+        ),
         "/auth/password" => route(
             "/auth/password",
             "POST",
@@ -316,6 +342,12 @@ mod tests {
         "/admin/users/7/sessions",
         "/admin/users/7/lockout",
         "/admin/users/7/password-reset",
+        "/admin/users/7/mfa",
+        "/auth/login/mfa",
+        "/auth/mfa/totp/setup",
+        "/auth/mfa/totp/confirm",
+        "/auth/mfa/totp",
+        "/auth/mfa/recovery-codes",
     ];
 
     fn resolve(path: &str) -> Option<Route> {

@@ -28,13 +28,14 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The members of a `user` object, sorted.
-const USER_KEYS: [&str; 8] = [
+const USER_KEYS: [&str; 9] = [
     "created_at",
     "email",
     "email_verified",
     "id",
     "locale",
     "metadata",
+    "mfa_enabled",
     "name",
     "role",
 ];
@@ -1010,6 +1011,7 @@ fn check_row(row: &std::collections::BTreeMap<String, String>, id: u64, secrets:
             "last_login_ip",
             "locale",
             "metadata",
+            "mfa_enabled_at",
             "name",
             "password_hash",
             "password_unpeppered",

@@ -290,7 +290,7 @@ fn me_returns_the_user_for_any_case_of_the_scheme() {
         assert_eq!(reply.status, 200, "{scheme}: {}", body(&reply));
         assert_eq!(reply.header("content-type"), Some("application/json"));
         let me = reply.json();
-        assert_eq!(me, json!({"user": user.clone()}), "{scheme}");
+        assert_eq!(me, json!({"user": user.clone(), "mfa": false}), "{scheme}");
         assert_eq!(me["user"]["email"], "alice@example.com");
     }
     assert_not_logged(&server, &[&token]);
@@ -652,6 +652,7 @@ fn sessions_lists_live_sessions_newest_first() {
                     "id",
                     "ip",
                     "last_refreshed_at",
+                    "mfa",
                     "user_agent"
                 ]
             );

@@ -62,6 +62,12 @@ pub mod notice {
     /// To an address that has an account: someone tried to register it, or
     /// to move another account to it (with `HIDE_ACCOUNT_EXISTENCE`).
     pub const ADDRESS_IN_USE: &str = "notice_address_in_use";
+    /// Two-factor login was turned on.
+    pub const MFA_ENABLED: &str = "notice_mfa_enabled";
+    /// A recovery code was used.
+    pub const RECOVERY_CODE_USED: &str = "notice_recovery_code_used";
+    /// Two-factor login was turned off.
+    pub const MFA_DISABLED: &str = "notice_mfa_disabled";
 }
 
 /// A request waiting for the mail resolver.

@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_mail_request_actor.sql",
         sql: include_str!("../../sql/0014_mail_request_actor.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_two_factor.sql",
+        sql: include_str!("../../sql/0015_two_factor.sql"),
+    },
 ];
 
 /// ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME, ER_DUP_KEYNAME: what a DDL

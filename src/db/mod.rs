@@ -22,6 +22,7 @@
 //! | `listing.rs` | the admin API's view of accounts: one with its state, and pages of them |
 //! | `profiles.rs` | writing profiles: by the owner, and inside an admin's change |
 //! | `passwords.rs` | new passwords and using reset tokens |
+//! | `mfa.rs` | the second factor: sealed TOTP secrets, recovery codes, logins waiting for a code |
 //! | `mail.rs` | mail requests, reset tokens with their message, queueing any message |
 //! | `email_tokens.rs` | links that verify an address or confirm a move to a new one |
 //! | `outbox.rs` | the courier's claims on outbox rows and their outcome |
@@ -43,6 +44,7 @@ mod invitations;
 mod listing;
 mod lockout;
 mod mail;
+mod mfa;
 mod migrate;
 mod node;
 mod outbox;
@@ -67,6 +69,7 @@ pub use mail::{
     CONFIRM_EMAIL_CHANGE, LinkPolicy, Mail, MailRequest, PASSWORD_RESET, Resolved, VERIFY_EMAIL,
     notice,
 };
+pub use mfa::{Challenge, Enrolment, Factor, MAX_CODE_FAILURES, SecondStep, Totp};
 pub use migrate::{MIGRATIONS, MigrateError, Migration};
 pub use outbox::{Backlog, Outgoing};
 pub use passwords::Reset;

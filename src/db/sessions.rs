@@ -63,6 +63,8 @@ pub struct Session {
     pub ip: String,
     /// The client's `User-Agent` at login, cut to 255 characters.
     pub user_agent: String,
+    /// True if its login passed a second factor.
+    pub mfa: bool,
 }
 
 impl Session {
@@ -88,6 +90,7 @@ impl Session {
             refreshed_at: None,
             ip,
             user_agent,
+            mfa: false,
         }
     }
 }
@@ -95,7 +98,7 @@ impl Session {
 /// The columns a [`Session`] is read from, on `sessions` aliased `s`.
 const SESSION_COLUMNS: &str = "s.id AS session_id, s.user_id, s.created_at AS session_created_at, \
      s.expires_at, s.max_expires_at, s.refresh_nonce, s.refresh_generation, s.refreshed_at, \
-     s.ip, s.user_agent";
+     s.ip, s.user_agent, s.mfa";
 
 impl FromRow for Session {
     fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
@@ -116,6 +119,67 @@ impl FromRow for Session {
             refreshed_at: take(&mut row, "refreshed_at")?,
             ip: take(&mut row, "ip")?,
             user_agent: take(&mut row, "user_agent")?,
+            mfa: take(&mut row, "mfa")?,
+        })
+    }
+}
+
+/// Inside a transaction: records `session`, if the account's hash is still
+/// `verified_hash` and the account is enabled, with its login's time,
+/// address and `login_succeeded` event; false (nothing written) if not.
+pub(super) fn insert_session(
+    tx: &mut mysql::Transaction<'_>,
+    session: &Session,
+    verified_hash: &str,
+) -> mysql::Result<bool> {
+    tx.exec_drop(
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, max_expires_at,
+           refresh_nonce, refresh_generation, ip, user_agent, mfa)
+         SELECT :id, id, :created_at, :expires_at, :max_expires_at,
+           :nonce, :generation, :ip, :user_agent, :mfa
+         FROM users
+         WHERE id = :user_id AND password_hash = :hash AND disabled_at IS NULL",
+        params! {
+            "id" => &session.id[..],
+            "user_id" => session.user_id,
+            "created_at" => session.created_at,
+            "expires_at" => session.expires_at,
+            "max_expires_at" => session.max_expires_at,
+            "nonce" => session.refresh_nonce.map(|n| n.to_vec()),
+            "generation" => session.refresh_generation,
+            "ip" => &session.ip,
+            "user_agent" => &session.user_agent,
+            "mfa" => session.mfa,
+            "hash" => verified_hash,
+        },
+    )?;
+    if tx.affected_rows() != 1 {
+        return Ok(false);
+    }
+    tx.exec_drop(
+        "UPDATE users SET last_login_at = :at, last_login_ip = :ip WHERE id = :user_id",
+        params! {
+            "at" => session.created_at, "ip" => &session.ip, "user_id" => session.user_id,
+        },
+    )?;
+    let detail = json!({ "session": crate::secret::hex(&session.id) });
+    let event = Event::of(kind::LOGIN_SUCCEEDED, session.user_id, session.created_at);
+    audit::record(tx, &event.with(detail))?;
+    Ok(true)
+}
+
+/// A session's account, with whether the session passed a second factor.
+struct SessionUser {
+    user: User,
+    mfa: bool,
+}
+
+impl FromRow for SessionUser {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        let mfa = take(&mut row, "session_mfa")?;
+        Ok(SessionUser {
+            user: User::from_row_opt(row)?,
+            mfa,
         })
     }
 }
@@ -194,39 +258,11 @@ impl Db {
         verified_hash: &str,
     ) -> Result<Guarded, DbError> {
         self.transaction(|tx| {
-            tx.exec_drop(
-                "INSERT INTO sessions (id, user_id, created_at, expires_at, max_expires_at,
-                   refresh_nonce, refresh_generation, ip, user_agent)
-                 SELECT :id, id, :created_at, :expires_at, :max_expires_at,
-                   :nonce, :generation, :ip, :user_agent
-                 FROM users
-                 WHERE id = :user_id AND password_hash = :hash AND disabled_at IS NULL",
-                params! {
-                    "id" => &session.id[..],
-                    "user_id" => session.user_id,
-                    "created_at" => session.created_at,
-                    "expires_at" => session.expires_at,
-                    "max_expires_at" => session.max_expires_at,
-                    "nonce" => session.refresh_nonce.map(|n| n.to_vec()),
-                    "generation" => session.refresh_generation,
-                    "ip" => &session.ip,
-                    "user_agent" => &session.user_agent,
-                    "hash" => verified_hash,
-                },
-            )?;
-            if tx.affected_rows() != 1 {
-                return Ok(Guarded::Stale);
-            }
-            tx.exec_drop(
-                "UPDATE users SET last_login_at = :at, last_login_ip = :ip WHERE id = :user_id",
-                params! {
-                    "at" => session.created_at, "ip" => &session.ip, "user_id" => session.user_id,
-                },
-            )?;
-            let detail = json!({ "session": crate::secret::hex(&session.id) });
-            let event = Event::of(kind::LOGIN_SUCCEEDED, session.user_id, session.created_at);
-            audit::record(tx, &event.with(detail))?;
-            Ok(Guarded::Done)
+            Ok(if insert_session(tx, session, verified_hash)? {
+                Guarded::Done
+            } else {
+                Guarded::Stale
+            })
         })
     }
 
@@ -315,25 +351,27 @@ impl Db {
         })
     }
 
-    /// The account a live session belongs to: the session exists, belongs to
+    /// The account a live session belongs to, and whether the session's
+    /// login passed a second factor: the session exists, belongs to
     /// `user_id` and has not ended. One primary-key lookup.
     pub fn session_user(
         &self,
         session_id: &[u8; 16],
         user_id: u64,
         now: u64,
-    ) -> Result<Option<User>, DbError> {
-        self.run(|conn| {
+    ) -> Result<Option<(User, bool)>, DbError> {
+        let found: Option<SessionUser> = self.run(|conn| {
             conn.exec_first(
                 format!(
-                    "SELECT {USER_COLUMNS}
+                    "SELECT {USER_COLUMNS}, s.mfa AS session_mfa
                      FROM sessions s JOIN users u ON u.id = s.user_id
                      WHERE s.id = :sid AND s.user_id = :uid AND s.expires_at > :now
                        AND u.disabled_at IS NULL"
                 ),
                 params! { "sid" => &session_id[..], "uid" => user_id, "now" => now },
             )
-        })
+        })?;
+        Ok(found.map(|f| (f.user, f.mfa)))
     }
 
     /// The account's live sessions, newest first.

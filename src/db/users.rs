@@ -44,6 +44,9 @@ pub struct User {
     pub locale: Option<String>,
     /// The application's JSON object about the account (`{}` if none).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Unix seconds when a second factor (TOTP) was confirmed; `None` while
+    /// the account logs in with its password alone.
+    pub mfa_enabled_at: Option<u64>,
 }
 
 impl User {
@@ -60,6 +63,7 @@ impl User {
             name: change.name.clone().flatten(),
             locale: change.locale.clone().flatten(),
             metadata: change.metadata.clone().unwrap_or_default(),
+            mfa_enabled_at: None,
         }
     }
 }
@@ -96,7 +100,7 @@ impl Role {
 /// that returns an account selects exactly these, so a new field is added
 /// in one place.
 pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.created_at, u.email_verified_at, u.role,
-     u.disabled_at, u.name, u.locale, u.metadata";
+     u.disabled_at, u.name, u.locale, u.metadata, u.mfa_enabled_at";
 
 /// Takes column `name` from `row`, as `FromRow` implementations need.
 pub(super) fn take<T: mysql::prelude::FromValue>(
@@ -127,6 +131,7 @@ impl FromRow for User {
             metadata: take::<Option<String>>(&mut row, "metadata")?
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default(),
+            mfa_enabled_at: take(&mut row, "mfa_enabled_at")?,
         })
     }
 }

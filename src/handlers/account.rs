@@ -196,12 +196,13 @@ pub fn delete_me(ctx: &Context, request: &Request) -> Result<Response, ApiError>
     Ok(Response::empty(204))
 }
 
-/// `GET /auth/me` (Bearer): 200 `{"user"}` for the token's account.
+/// `GET /auth/me` (Bearer): 200 `{"user", "mfa"}` for the token's account;
+/// `mfa` says whether this session's login passed a second factor.
 pub fn me(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let auth = authenticate(ctx, request)?;
     Ok(Response::json(
         200,
-        &json!({ "user": user_json(&auth.user) }),
+        &json!({ "user": user_json(&auth.user), "mfa": auth.mfa }),
     ))
 }
 
@@ -215,6 +216,7 @@ pub(crate) fn user_json(user: &User) -> Value {
         "name": user.name,
         "locale": user.locale,
         "metadata": user.metadata,
+        "mfa_enabled": user.mfa_enabled_at.is_some(),
         "created_at": time::rfc3339(user.created_at),
     })
 }

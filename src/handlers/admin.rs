@@ -330,6 +330,26 @@ pub fn send_password_reset(ctx: &Context, request: &Request) -> Result<Response,
     Ok(Response::json(202, &json!({ "status": "accepted" })))
 }
 
+/// `DELETE /admin/users/{id}/mfa`: 204; two-factor login is off for the
+/// account (its secret and recovery codes gone, a notice mailed), for a
+/// user who lost both the app and the codes. 409 `mfa_not_enabled`.
+pub fn disable_mfa(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
+    let auth = authenticate_admin(ctx, request)?;
+    let id = existing_user(ctx, request, "/mfa")?;
+    let now = ctx.now();
+    let app = &ctx.config.app_name;
+    let notice = |email: &str| texts::mfa_disabled(app, email, now, "", true);
+    if !ctx.db.disable_mfa(id, Some(auth.user.id), now, &notice)? {
+        return Err(ApiError::MfaNotEnabled);
+    }
+    mail_queued(ctx, 1);
+    log::info(
+        "admin turned two-factor login off",
+        &[("actor_id", auth.user.id.into()), ("user_id", id.into())],
+    );
+    Ok(Response::empty(204))
+}
+
 /// The admin making a change, for the database to check again.
 fn actor(auth: &Authenticated) -> Actor<'_> {
     Actor {

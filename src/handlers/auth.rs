@@ -12,6 +12,8 @@ use crate::token::TokenError;
 pub(super) struct Authenticated {
     pub(super) user: User,
     pub(super) session_id: [u8; 16],
+    /// True if the session's login passed a second factor.
+    pub(super) mfa: bool,
 }
 
 /// Checks the bearer token: MAC and expiry first (no database work for a
@@ -33,7 +35,7 @@ pub(super) fn authenticate(ctx: &Context, request: &Request) -> Result<Authentic
             ApiError::InvalidToken
         }
     })?;
-    let user = ctx
+    let (user, mfa) = ctx
         .db
         .session_user(&claims.session_id, claims.user_id, now)?
         .ok_or(ApiError::TokenRevoked)?;
@@ -41,12 +43,14 @@ pub(super) fn authenticate(ctx: &Context, request: &Request) -> Result<Authentic
     Ok(Authenticated {
         user,
         session_id: claims.session_id,
+        mfa,
     })
 }
 
 /// [`authenticate`], then the account must be an admin: 403 `forbidden`
 /// otherwise. The role is read with the session on every request, so a
-/// demotion takes effect at once.
+/// demotion takes effect at once. With `ADMIN_REQUIRE_MFA`, the session
+/// must also have passed a second factor: 403 `mfa_required` otherwise.
 pub(super) fn authenticate_admin(
     ctx: &Context,
     request: &Request,
@@ -55,6 +59,13 @@ pub(super) fn authenticate_admin(
     if auth.user.role != Role::Admin {
         log::warn("admin API refused to a non-admin", &[]);
         return Err(ApiError::Forbidden);
+    }
+    if ctx.config.mfa.admin_require && !auth.mfa {
+        log::warn(
+            "admin API refused to a session without a second factor",
+            &[],
+        );
+        return Err(ApiError::AdminMfaRequired);
     }
     Ok(auth)
 }

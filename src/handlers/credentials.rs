@@ -24,7 +24,9 @@ pub(super) fn confirm_password(
         .db
         .credentials_by_id(auth.user.id)?
         .ok_or(ApiError::TokenRevoked)?;
-    verify_password(ctx, given, &account)?;
+    // The session passed whatever factors its login needed: a right
+    // password here clears the count.
+    verify_password(ctx, given, &account, true)?;
     Ok(account)
 }
 
@@ -72,7 +74,10 @@ pub(super) fn check_credentials(
         verify_decoy(ctx, slot, given);
         return Err(ApiError::InvalidCredentials);
     };
-    match verify_password(ctx, given, &account) {
+    // With a second factor to come, the count stands until it is passed:
+    // the password alone must not reset a guesser's count of codes.
+    let clear = account.user.mfa_enabled_at.is_none();
+    match verify_password(ctx, given, &account, clear) {
         // Only after the password, so a guesser learns nothing from it.
         Ok(()) if account.user.disabled_at.is_some() => {
             refused(
@@ -129,13 +134,14 @@ pub(super) fn rate_limit_account(ctx: &Context, user_id: u64) -> Result<(), ApiE
 /// Checks a password against the account, under the brute-force lockout:
 /// a locked account answers 429 `too_many_attempts` before any hashing, even
 /// for the right password; every check is counted before it is hashed
-/// ([`Db::reserve_attempt`](crate::db::Db::reserve_attempt)), so guesses sent
-/// in parallel, to any instance, cannot get more than `LOCKOUT_THRESHOLD`
-/// checks; a right password clears the count.
+/// ([`reserve_check`]), so guesses sent in parallel, to any instance,
+/// cannot get more than `LOCKOUT_THRESHOLD` checks; a right password
+/// clears the count if `clear` (not when a second factor must follow).
 pub(super) fn verify_password(
     ctx: &Context,
     given: &str,
     account: &Credentials,
+    clear: bool,
 ) -> Result<(), ApiError> {
     let (threshold, window) = (ctx.config.lockout_threshold, ctx.config.lockout_window);
     // Cheap path: already locked when the account was read.
@@ -150,21 +156,7 @@ pub(super) fn verify_password(
     // bounded (503 after HASH_QUEUE_TIMEOUT_MS), and a reservation made
     // while waiting for it would count a check that may never run.
     let slot = ctx.hash_gate.acquire().ok_or(ApiError::Overloaded)?;
-    let now = ctx.now();
-    let reserved = match ctx
-        .db
-        .reserve_attempt(account.user.id, now, window, threshold)
-    {
-        // Reservations for this account conflicting past every rerun: many
-        // guesses at once, from several nodes. Refuse this one as the lock
-        // would, without hashing.
-        Err(DbError::Busy(_)) => return Err(ApiError::TooManyAttempts(1)),
-        other => other?,
-    };
-    if let Attempt::Locked { until } = reserved {
-        refused(ctx, kind::LOGIN_LOCKED, user_id, "too_many_attempts", None);
-        return Err(ApiError::TooManyAttempts(until.saturating_sub(now).max(1)));
-    }
+    reserve_check(ctx, account.user.id)?;
     // A hash imported from elsewhere while a pepper is set was made
     // without it; the login that verifies it replaces it.
     let hasher = if account.unpeppered {
@@ -180,7 +172,9 @@ pub(super) fn verify_password(
     ctx.metrics.hash_took(started.elapsed());
     match verified {
         Ok(true) => {
-            ctx.db.clear_login_failures(account.user.id)?;
+            if clear {
+                ctx.db.clear_login_failures(account.user.id)?;
+            }
             Ok(())
         }
         // Counted already, by the reservation.
@@ -201,6 +195,28 @@ pub(super) fn verify_password(
             Err(ApiError::Internal)
         }
     }
+}
+
+/// Counts one check of a secret of the account (a password or a second
+/// factor's code) before it is made, under the lockout: 429
+/// `too_many_attempts` if the account is locked. The count stands as a
+/// failure until a success clears it.
+pub(super) fn reserve_check(ctx: &Context, user_id: u64) -> Result<(), ApiError> {
+    let (threshold, window) = (ctx.config.lockout_threshold, ctx.config.lockout_window);
+    let now = ctx.now();
+    let reserved = match ctx.db.reserve_attempt(user_id, now, window, threshold) {
+        // Reservations for this account conflicting past every rerun: many
+        // guesses at once, from several nodes. Refuse this one as the lock
+        // would, without checking.
+        Err(DbError::Busy(_)) => return Err(ApiError::TooManyAttempts(1)),
+        other => other?,
+    };
+    if let Attempt::Locked { until } = reserved {
+        let reason = "too_many_attempts";
+        refused(ctx, kind::LOGIN_LOCKED, Some(user_id), reason, None);
+        return Err(ApiError::TooManyAttempts(until.saturating_sub(now).max(1)));
+    }
+    Ok(())
 }
 
 /// Records a refused password check in the audit log: `reason` is the
@@ -251,26 +267,34 @@ pub(super) fn hash_password(ctx: &Context, plain: &str) -> Result<String, ApiErr
 /// After a successful login: if the stored hash was made with other Argon2
 /// parameters than the configured ones, or without the pepper, store a new
 /// hash of the password just verified. Best effort: a failure here must not
-/// fail the login.
-pub(super) fn upgrade_hash_if_stale(ctx: &Context, plain: &str, account: &Credentials) {
+/// fail the login. Returns the hash the account has now, as far as this
+/// request knows.
+pub(super) fn upgrade_hash_if_stale(ctx: &Context, plain: &str, account: &Credentials) -> String {
+    let old = account.password_hash.clone();
     if !account.unpeppered && !ctx.config.hasher.needs_rehash(&account.password_hash) {
-        return;
+        return old;
     }
     let Ok(new_hash) = hash_password(ctx, plain) else {
-        return;
+        return old;
     };
     match ctx
         .db
         .upgrade_hash(account.user.id, &account.password_hash, &new_hash)
     {
-        Ok(Guarded::Done) => log::info(
-            "password hash upgraded",
-            &[("user_id", account.user.id.into())],
-        ),
-        Ok(Guarded::Stale) => {}
-        Err(e) => log::warn(
-            "password hash upgrade failed",
-            &[("error", e.to_string().into())],
-        ),
+        Ok(Guarded::Done) => {
+            log::info(
+                "password hash upgraded",
+                &[("user_id", account.user.id.into())],
+            );
+            new_hash
+        }
+        Ok(Guarded::Stale) => old,
+        Err(e) => {
+            log::warn(
+                "password hash upgrade failed",
+                &[("error", e.to_string().into())],
+            );
+            old
+        }
     }
 }

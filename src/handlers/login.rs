@@ -16,7 +16,9 @@ use crate::{log, time};
 use serde_json::json;
 
 /// `POST /auth/login {email, password}`: verifies the password, records a
-/// session and returns its tokens ([`tokens_response`]).
+/// session and returns its tokens ([`tokens_response`]). For an account
+/// with two-factor login, the right password opens no session yet: the
+/// answer is the second step's `mfa_token` (`super::mfa`).
 ///
 /// 404 `unknown_email`; 401 `wrong_password`. Telling the two failures
 /// apart is a product requirement; the README's security notes say what it
@@ -44,20 +46,12 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
         return Err(ApiError::EmailNotVerified);
     }
 
-    let session = Session::new(
-        secret::bytes::<16>()?,
-        secret::bytes::<16>()?,
-        account.user.id,
-        ctx.now(),
-        &ctx.config.sessions,
-        ctx.client_ip(request).to_string(),
-        request
-            .header("user-agent")
-            .unwrap_or("")
-            .chars()
-            .take(255)
-            .collect(),
-    );
+    if account.user.mfa_enabled_at.is_some() {
+        // The token of the second step is bound to the hash as it is now.
+        let hash = upgrade_hash_if_stale(ctx, given, &account);
+        return super::mfa::challenge(ctx, &account, &hash);
+    }
+    let session = new_session(ctx, request, account.user.id, false)?;
     // The password changed between our read and this insert: the password
     // just verified is no longer the account's.
     if ctx.db.create_session(&session, &account.password_hash)? == Guarded::Stale {
@@ -74,6 +68,31 @@ fn attempt_login(ctx: &Context, request: &Request) -> Result<Response, ApiError>
         ],
     );
     Ok(tokens_response(ctx, &session, &account.user))
+}
+
+/// A new session for `user_id`, opened now by `request`'s client; `mfa`
+/// if its login passed a second factor.
+pub(super) fn new_session(
+    ctx: &Context,
+    request: &Request,
+    user_id: u64,
+    mfa: bool,
+) -> Result<Session, ApiError> {
+    let session = Session::new(
+        secret::bytes::<16>()?,
+        secret::bytes::<16>()?,
+        user_id,
+        ctx.now(),
+        &ctx.config.sessions,
+        ctx.client_ip(request).to_string(),
+        request
+            .header("user-agent")
+            .unwrap_or("")
+            .chars()
+            .take(255)
+            .collect(),
+    );
+    Ok(Session { mfa, ..session })
 }
 
 /// `POST /auth/refresh {refresh_token}`: the session's next tokens, by the
@@ -144,7 +163,7 @@ fn attempt_refresh(ctx: &Context, request: &Request) -> Result<Response, ApiErro
 ///
 /// 200 `{"token", "token_type": "Bearer", "expires_at", "expires_in",
 /// "refresh_token", "refresh_expires_at", "user"}`.
-fn tokens_response(ctx: &Context, session: &Session, user: &User) -> Response {
+pub(super) fn tokens_response(ctx: &Context, session: &Session, user: &User) -> Response {
     // A session that ended in the second since it was opened or refreshed
     // (a very short SESSION_IDLE_SECONDS) gets a token issued just before
     // its end, hence already expired: the truth, and still a well-formed

@@ -18,6 +18,7 @@
 //! |---|---|
 //! | `account.rs` | register, `GET`/`PATCH`/`DELETE /auth/me` |
 //! | `login.rs` | log in |
+//! | `mfa.rs` | two-factor login: enrolment, the login's second step, recovery codes, turning it off |
 //! | `password.rs` | change, forget and reset a password (the reset's rules also serve the reset page) |
 //! | `sessions.rs` | log out, list and end sessions, purge expired ones |
 //! | `ops.rs` | health, metrics, the API description |
@@ -36,6 +37,7 @@ mod credentials;
 mod email;
 mod json;
 mod login;
+mod mfa;
 mod ops;
 mod password;
 mod query;
@@ -47,6 +49,10 @@ pub use email::{
     confirm_email_change, confirm_with_token, resend_verification, verify_email, verify_with_token,
 };
 pub use login::{login, refresh};
+pub use mfa::{
+    confirm as mfa_confirm, disable as mfa_disable, login_mfa, regenerate_recovery_codes,
+    setup as mfa_setup,
+};
 pub use ops::{healthz, metrics, metrics_here, openapi};
 pub use password::{change_password, forgot_password, reset_password, reset_with_token};
 pub use sessions::{

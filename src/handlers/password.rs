@@ -12,9 +12,10 @@ use crate::secret::sha256;
 use crate::{log, password};
 use serde_json::json;
 
-/// `POST /auth/password {email, current_password, new_password}`: changes
-/// the password, ends every session of the account, and mails its address
-/// a notice.
+/// `POST /auth/password {email, current_password, new_password, code?}`:
+/// changes the password, ends every session of the account, and mails its
+/// address a notice. An account with two-factor login also needs `code`
+/// (a TOTP or a recovery code): 401 `mfa_required` without it.
 ///
 /// 204; 404 `unknown_email`; 401 `wrong_password` (both 401
 /// `invalid_credentials` with `HIDE_ACCOUNT_EXISTENCE`); 422 `weak_password`.
@@ -28,6 +29,8 @@ pub fn change_password(ctx: &Context, request: &Request) -> Result<Response, Api
     let current = string_member(&body, "current_password")?;
     let new_password = string_member(&body, "new_password")?;
     let account = check_credentials(ctx, raw_email, current)?;
+    // A stolen password alone must not end the owner's sessions.
+    super::mfa::require_factor(ctx, request, &body, &account)?;
     password::check_strength(new_password, &account.user.email)
         .map_err(|e| ApiError::WeakPassword(e.to_string()))?;
     let new_hash = hash_password(ctx, new_password)?;

@@ -54,6 +54,7 @@ pub fn sessions(ctx: &Context, request: &Request) -> Result<Response, ApiError> 
                 "ip": s.ip,
                 "user_agent": s.user_agent,
                 "current": s.id == auth.session_id,
+                "mfa": s.mfa,
             })
         })
         .collect();
@@ -102,9 +103,10 @@ pub fn purge_expired_sessions(ctx: &Context) -> Result<u64, crate::db::DbError> 
         let events = ctx
             .db
             .purge_old_audit_events(now.saturating_sub(audit_retention), BATCH)?;
-        total += sessions + resets + mails + links + decoys + events;
+        let challenges = ctx.db.purge_expired_challenges(now, BATCH)?;
+        total += sessions + resets + mails + links + decoys + events + challenges;
         // A full batch of any means more may be left.
-        if [sessions, resets, mails, links, decoys, events]
+        if [sessions, resets, mails, links, decoys, events, challenges]
             .iter()
             .all(|n| *n < u64::from(BATCH))
         {

@@ -171,6 +171,70 @@ pub fn account_deleted(app: &str, email: &str, when: u64, ip: &str) -> Mail {
     )
 }
 
+/// Two-factor login was turned on for the account `email` at `when` from
+/// `ip`.
+pub fn mfa_enabled(app: &str, email: &str, when: u64, ip: &str) -> Mail {
+    compose(
+        app,
+        email,
+        format!("Two-factor login is on for your {app} account"),
+        &[
+            &format!(
+                "On {} (UTC), from the address {ip}, two-factor login was turned on for your \
+                 {app} account {email}. Signing in now needs a code from your authenticator \
+                 app as well as your password.",
+                time::rfc3339(when)
+            ),
+            "Keep the recovery codes you were shown somewhere safe: each one lets you in \
+             once if you lose the app.",
+        ],
+        None,
+        "If this was not you, someone has your password: reset it now (\"Forgot password\" \
+         on the sign-in page) and contact the service's support.",
+    )
+}
+
+/// A recovery code of the account `email` was used at `when` from `ip`.
+pub fn recovery_code_used(app: &str, email: &str, when: u64, ip: &str) -> Mail {
+    compose(
+        app,
+        email,
+        format!("A recovery code of your {app} account was used"),
+        &[&format!(
+            "On {} (UTC), from the address {ip}, one of the recovery codes of your {app} \
+             account {email} was used instead of a code from your authenticator app. It \
+             cannot be used again.",
+            time::rfc3339(when)
+        )],
+        None,
+        "If this was not you, someone has your password and a recovery code: reset your \
+         password now and make new recovery codes.",
+    )
+}
+
+/// Two-factor login was turned off for the account `email` at `when`, by
+/// its owner from `ip` or by an administrator.
+pub fn mfa_disabled(app: &str, email: &str, when: u64, ip: &str, by_admin: bool) -> Mail {
+    let who = if by_admin {
+        "an administrator".to_string()
+    } else {
+        format!("someone signed in from the address {ip}")
+    };
+    compose(
+        app,
+        email,
+        format!("Two-factor login is off for your {app} account"),
+        &[&format!(
+            "On {} (UTC), {who} turned two-factor login off for your {app} account {email}. \
+             Signing in now needs only your password.",
+            time::rfc3339(when)
+        )],
+        None,
+        "If this was not you, reset your password now (\"Forgot password\" on the sign-in \
+         page) and turn two-factor login on again.",
+    )
+}
+
 /// To an address that has an account: someone tried to register it, or to
 /// move another account to it, at `when` (sent instead of an error when
 /// `HIDE_ACCOUNT_EXISTENCE` is on).
@@ -204,6 +268,10 @@ mod tests {
             password_reset_done("App", "a@x.io", now, "192.0.2.1"),
             account_deleted("App", "a@x.io", now, "192.0.2.1"),
             address_in_use("App", "a@x.io", now),
+            mfa_enabled("App", "a@x.io", now, "192.0.2.1"),
+            recovery_code_used("App", "a@x.io", now, "192.0.2.1"),
+            mfa_disabled("App", "a@x.io", now, "192.0.2.1", false),
+            mfa_disabled("App", "a@x.io", now, "192.0.2.1", true),
         ] {
             assert!(!mail.body.contains("http"), "{}", mail.body);
             assert!(!mail.html.contains("href"), "{}", mail.html);
