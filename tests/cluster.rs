@@ -16,7 +16,8 @@
 //!
 //! Node loss and a node cut off from the cluster are in `cluster/faults.rs`;
 //! parallel refreshes of one token over three nodes in `cluster/refresh.rs`;
-//! two admins on two nodes demoting each other in `cluster/admin.rs`.
+//! two admins on two nodes demoting each other in `cluster/admin.rs`; one
+//! second-factor code raced over three nodes in `cluster/mfa.rs`.
 //!
 //! Each test counts every outcome and asserts on the whole tally, so a
 //! failure says how often and how it went wrong, not only that it did.
@@ -26,6 +27,8 @@ mod admin;
 mod common;
 #[path = "cluster/faults.rs"]
 mod faults;
+#[path = "cluster/mfa.rs"]
+mod mfa;
 #[path = "cluster/refresh.rs"]
 mod refresh;
 

@@ -4,20 +4,20 @@
 //! it off (by the owner and by an admin), `ADMIN_REQUIRE_MFA`, secrets at
 //! rest and key rotation, and wrong codes under the lockout.
 //!
-//! Codes are computed here from the secret the server hands out, by this
-//! file's own RFC 6238 (HMAC-SHA1), not by the server's code.
+//! Codes are computed from the secret the server hands out by the tests'
+//! own RFC 6238 (`common::totp`), not by the server's code.
 
 mod common;
 
+use common::totp::{base32_decode, code_at, fresh_step, step_now};
 use common::{
     ADMIN, ADMIN_PASSWORD, Reply, Server, TestDb, login, login_reply, register, token_in,
     wait_for_mail, wait_for_mail_of, wait_for_mail_worker,
 };
-use hmac::{Hmac, Mac};
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const PASSWORD: &str = "a perfectly good passphrase";
 const NEW: &str = "another perfectly good passphrase";
@@ -27,52 +27,6 @@ const OTHER_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
 fn with_key() -> common::Builder {
     Server::builder().env("DATA_ENCRYPTION_KEY", KEY)
-}
-
-/// RFC 4648 base32, as authenticator apps read `secret=`.
-fn base32_decode(text: &str) -> Vec<u8> {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.bytes() {
-        let index = alphabet.iter().position(|a| *a == c).expect("base32") as u32;
-        value = (value << 5) | index;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((value >> bits) as u8);
-            value &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-/// The 6-digit code of `step` (RFC 6238 with SHA-1).
-fn code_at(secret: &[u8], step: u64) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
-    mac.update(&step.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = (digest[19] & 0x0f) as usize;
-    let value = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", value % 1_000_000)
-}
-
-fn step_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 30
-}
-
-/// The current step, at least 3 s from its end (waiting for the next if
-/// not), so that the server is in the same step when a request arrives.
-fn fresh_step() -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let into_step = now.as_secs_f64() % 30.0;
-    if into_step > 27.0 {
-        std::thread::sleep(Duration::from_secs_f64(30.0 - into_step + 0.05));
-    }
-    step_now()
 }
 
 /// An enrolled account: its secret, the step its confirmation spent, and

@@ -11,6 +11,7 @@
 pub mod browser;
 pub mod galera;
 pub mod smtp;
+pub mod totp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
