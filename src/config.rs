@@ -115,9 +115,24 @@ pub struct Config {
     /// `SHUTDOWN_GRACE_SECONDS`: how long requests in flight may take to
     /// finish after SIGTERM or SIGINT.
     pub shutdown_grace: Duration,
+    /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: serve HTTPS on `BIND_ADDR` with
+    /// this PEM certificate chain and key (read at start-up and on SIGHUP).
+    pub tls: Option<TlsFiles>,
+    /// `HSTS_MAX_AGE_SECONDS` (default one year; 0 sends none): with TLS
+    /// on, answers carry `Strict-Transport-Security: max-age=` this.
+    pub hsts_max_age: u64,
     /// The second factor's settings: `DATA_ENCRYPTION_KEY*`,
     /// `MFA_TOKEN_TTL_SECONDS`, `ADMIN_REQUIRE_MFA`.
     pub mfa: MfaConfig,
+}
+
+/// The files of native HTTPS (see `crate::http`'s `tls.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `TLS_CERT_FILE`: the PEM certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// `TLS_KEY_FILE`: its PEM private key.
+    pub key: std::path::PathBuf,
 }
 
 /// The second factor's settings (see `crate::mfa`).
@@ -191,6 +206,8 @@ impl fmt::Debug for Config {
             .field("admin_bind_addr", &self.admin_bind_addr)
             .field("admin_bootstrap", &self.admin_bootstrap)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("tls", &self.tls)
+            .field("hsts_max_age", &self.hsts_max_age)
             .field("mfa", &self.mfa)
             .finish()
     }
@@ -321,6 +338,8 @@ impl Config {
             admin_bind_addr: vars.get("ADMIN_BIND_ADDR"),
             admin_bootstrap: admin_bootstrap(&vars)?,
             shutdown_grace: Duration::from_secs(vars.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600)? as u64),
+            tls: tls_files(&vars)?,
+            hsts_max_age: vars.number("HSTS_MAX_AGE_SECONDS", 31_536_000, 0, 2 * 31_536_000)? as u64,
             mfa: mfa_config(&vars)?,
             log_level: match vars.get("LOG_LEVEL") {
                 None => Level::Info,
@@ -330,6 +349,26 @@ impl Config {
                 })?,
             },
         })
+    }
+}
+
+/// `TLS_CERT_FILE` and `TLS_KEY_FILE`: both or neither (the error names the
+/// one missing). Whether they can be read is for start-up to say.
+fn tls_files(vars: &Vars<'_>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (vars.get("TLS_CERT_FILE"), vars.get("TLS_KEY_FILE")) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        })),
+        (Some(_), None) => Err(ConfigError {
+            variable: "TLS_KEY_FILE",
+            reason: "required with TLS_CERT_FILE".into(),
+        }),
+        (None, Some(_)) => Err(ConfigError {
+            variable: "TLS_CERT_FILE",
+            reason: "required with TLS_KEY_FILE".into(),
+        }),
     }
 }
 

@@ -125,8 +125,15 @@ fn serve() -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| config.bind_addr.clone());
     let limits = config.limits.clone();
+    let transport = match transport(&config) {
+        Ok(transport) => transport,
+        Err(e) => return fail(&format!("invalid configuration: {e}")),
+    };
     let shutdown = Arc::new(http::Shutdown::new(config.shutdown_grace));
     if let Err(e) = stop_on_signals(Arc::clone(&shutdown)) {
+        return fail(&format!("cannot install signal handlers: {e}"));
+    }
+    if let Err(e) = reload_on_sighup(transport.tls.clone()) {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
     let metrics_addr = config.metrics_bind_addr.clone();
@@ -164,10 +171,50 @@ fn serve() -> ExitCode {
     http::serve(
         listener,
         limits,
+        transport,
         Arc::new(move |request| router::handle(&ctx, request)),
         shutdown,
     );
     ExitCode::SUCCESS
+}
+
+/// How `BIND_ADDR` speaks: HTTPS if `TLS_CERT_FILE` and `TLS_KEY_FILE` are
+/// set (and can be used: the error names the file at fault), else plain.
+fn transport(config: &Config) -> Result<http::Transport, http::TlsError> {
+    let Some(files) = &config.tls else {
+        return Ok(http::Transport::default());
+    };
+    let certificates = http::Certificates::load(files.cert.clone(), files.key.clone())?;
+    log::info("serving HTTPS", &[]);
+    Ok(http::Transport {
+        tls: Some(Arc::new(certificates)),
+        hsts: (config.hsts_max_age > 0).then(|| format!("max-age={}", config.hsts_max_age)),
+    })
+}
+
+/// SIGHUP reads the TLS certificate and key again (how ACME clients rotate
+/// them): new connections use the new pair; a bad one keeps the old.
+/// Without TLS there is nothing to reload, and SIGHUP is only logged.
+fn reload_on_sighup(tls: Option<Arc<http::Certificates>>) -> std::io::Result<()> {
+    use signal_hook::consts::SIGHUP;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP])?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match &tls {
+                    None => log::info("SIGHUP: no TLS certificates to reload", &[]),
+                    Some(certificates) => match certificates.reload() {
+                        Ok(()) => log::info("TLS certificates reloaded", &[]),
+                        Err(e) => log::error(
+                            "TLS certificates not reloaded; the old ones stay in use",
+                            &[("error", e.to_string().into())],
+                        ),
+                    },
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// SIGTERM (`docker stop`) and SIGINT (Ctrl-C) start a graceful shutdown; a
@@ -218,7 +265,7 @@ fn serve_metrics(addr: &str, limits: &http::Limits, ctx: Arc<Context>) -> Result
     let never = Arc::new(http::Shutdown::new(std::time::Duration::ZERO));
     std::thread::Builder::new()
         .name("metrics".into())
-        .spawn(move || http::serve(listener, limits, app, never))
+        .spawn(move || http::serve(listener, limits, http::Transport::default(), app, never))
         .map_err(|e| fail(&format!("cannot start the metrics server: {e}")))?;
     Ok(())
 }
@@ -239,7 +286,7 @@ fn serve_admin(addr: &str, limits: &http::Limits, ctx: Arc<Context>) -> Result<(
     let never = Arc::new(http::Shutdown::new(Duration::ZERO));
     std::thread::Builder::new()
         .name("admin".into())
-        .spawn(move || http::serve(listener, limits, app, never))
+        .spawn(move || http::serve(listener, limits, http::Transport::default(), app, never))
         .map_err(|e| fail(&format!("cannot start the admin listener: {e}")))?;
     Ok(())
 }
@@ -302,14 +349,23 @@ fn healthcheck() -> ExitCode {
         let addr = addr
             .parse()
             .map_err(|_| std::io::Error::other("BIND_ADDR has no valid port"))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        let stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head)?;
-        Ok(&head == b"HTTP/1.1 200")
+        // With TLS on, over HTTPS, trusting exactly the server's own
+        // certificate (it names the public host, not 127.0.0.1).
+        match std::env::var_os("TLS_CERT_FILE").filter(|v| !v.is_empty()) {
+            None => healthz_answers_200(stream),
+            Some(cert) => {
+                let config = http::pinned_client(std::path::Path::new(&cert))
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                let name =
+                    rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+                let conn =
+                    rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+                healthz_answers_200(rustls::StreamOwned::new(conn, stream))
+            }
+        }
     })();
     match answered_ok {
         Ok(true) => ExitCode::SUCCESS,
@@ -322,6 +378,14 @@ fn healthcheck() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sends `GET /healthz` on `stream`; true if the answer is 200.
+fn healthz_answers_200(mut stream: impl Read + Write) -> std::io::Result<bool> {
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    Ok(&head == b"HTTP/1.1 200")
 }
 
 /// Writes a new token secret (48 random bytes as base64url, 64 characters)

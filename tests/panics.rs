@@ -4,7 +4,7 @@
 
 mod common;
 
-use auth_server::http::{Limits, Response, Shutdown, serve};
+use auth_server::http::{Limits, Response, Shutdown, Transport, serve};
 use common::Client;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ fn a_panicking_handler_answers_500_and_the_server_carries_on() {
         serve(
             listener,
             limits,
+            Transport::default(),
             Arc::new(|request| {
                 if request.path == "/panic" {
                     panic!("handler bug");

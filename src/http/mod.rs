@@ -31,8 +31,10 @@
 //! The server speaks HTTP/1.0 and 1.1 keep-alive, answers pipelined requests
 //! in order, honours `Expect: 100-continue` (and ignores `Expect` on
 //! HTTP/1.0, which predates it), answers `HEAD` without a body, and always
-//! sends `Date`, and `Content-Length` except on 204 and 304. It does not do TLS (put a reverse proxy in front), HTTP/2,
-//! or response streaming: every body here is a small JSON document.
+//! sends `Date`, and `Content-Length` except on 204 and 304. With
+//! `TLS_CERT_FILE` and `TLS_KEY_FILE` it serves HTTPS, under the same
+//! deadlines and caps, the handshake included (`tls.rs`). It does not do
+//! HTTP/2 or response streaming: every body here is a small JSON document.
 
 mod chunked;
 mod head;
@@ -41,10 +43,12 @@ mod request;
 mod request_id;
 mod response;
 mod server;
+mod tls;
 
 pub use request::{Request, Version};
 pub use response::{Response, reason_phrase};
-pub use server::{Limits, Shutdown, bind, serve};
+pub use server::{Limits, Shutdown, Transport, bind, serve};
+pub use tls::{Certificates, TlsError, pinned_client};
 
 /// Largest accepted request head (request line and header fields), in bytes.
 pub const MAX_HEAD: usize = 16 * 1024;

@@ -38,10 +38,11 @@
 //! bounded before parsing; hashing runs on threads of its own
 //! ([`crate::limits::HashGate`]).
 
-use super::parse::read_request;
+use super::parse::{Stream, read_request};
 use super::request::Request;
 use super::request_id::RequestIds;
 use super::response::Response;
+use super::tls::{Certificates, TlsStream, handshake_failed};
 use crate::error::ApiError;
 use crate::log;
 use serde_json::json;
@@ -103,6 +104,17 @@ pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// How a listener speaks: plain HTTP, or HTTPS with these certificates
+/// (see `tls.rs`), whose answers then carry `hsts` as
+/// `Strict-Transport-Security` (`None`: no header).
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// The certificates, for HTTPS.
+    pub tls: Option<Arc<Certificates>>,
+    /// The `Strict-Transport-Security` value, with TLS on.
+    pub hsts: Option<String>,
+}
+
 /// The application: turns a request into a response. Errors are already
 /// responses by the time they get here (see [`crate::router`]).
 pub type App = dyn Fn(&Request) -> Response + Send + Sync;
@@ -146,9 +158,16 @@ impl Shutdown {
 /// returns once every connection has closed or the grace period is over.
 ///
 /// The calling thread becomes the acceptor.
-pub fn serve(listener: TcpListener, limits: Limits, app: Arc<App>, shutdown: Arc<Shutdown>) {
+pub fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    transport: Transport,
+    app: Arc<App>,
+    shutdown: Arc<Shutdown>,
+) {
     let shared = Arc::new(Shared {
         limits,
+        transport,
         app,
         active: AtomicUsize::new(0),
         ids: RequestIds::new(),
@@ -240,6 +259,7 @@ const EVICTION_SLACK: usize = 64;
 /// State every connection thread shares.
 struct Shared {
     limits: Limits,
+    transport: Transport,
     app: Arc<App>,
     /// Connections being served now.
     active: AtomicUsize,
@@ -330,7 +350,13 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         previous < max || (previous < max + EVICTION_SLACK && shared.evict_longest_waiting());
     if !room {
         shared.active.fetch_sub(1, Ordering::AcqRel);
-        refuse(stream, &shared.ids.next());
+        if shared.transport.tls.is_some() {
+            // A 503 would need a handshake first, a thread's worth of work:
+            // the close is the answer.
+            log::warn("at capacity: TLS connection closed", &[]);
+        } else {
+            refuse(stream, &shared.ids.next());
+        }
         return;
     }
     // The registry and the connection thread share the one socket: a
@@ -418,36 +444,74 @@ fn refuse(mut stream: TcpStream, request_id: &str) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// Serves requests on one connection until either side closes it.
+/// Serves one connection until either side closes it: over TLS after its
+/// handshake (within `HEADER_TIMEOUT_MS` of the accept), or plain.
 fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
     let limits = &shared.limits;
-    let mut stream = &tracked.stream;
-    if stream
-        .set_write_timeout(Some(limits.write_timeout))
-        .is_err()
-    {
-        return;
-    }
+    let socket = &tracked.stream;
     // Responses go out in one write; without this, Nagle's algorithm would
     // hold back a response that follows a 100 Continue.
-    let _ = stream.set_nodelay(true);
+    let _ = socket.set_nodelay(true);
+    let Some(certificates) = &shared.transport.tls else {
+        if socket.set_write_timeout(Some(limits.write_timeout)).is_ok()
+            && serve_requests(shared, tracked, peer, &mut { socket }) == End::Linger
+        {
+            linger_close(socket);
+        }
+        return;
+    };
+    let deadline = Instant::now() + limits.header_timeout;
+    match certificates.handshake(socket, deadline, limits.write_timeout) {
+        Ok(conn) => {
+            if socket
+                .set_write_timeout(Some(limits.write_timeout))
+                .is_err()
+            {
+                return;
+            }
+            let mut tls = TlsStream::new(conn, socket);
+            if serve_requests(shared, tracked, peer, &mut tls) == End::Linger {
+                tls.close();
+                linger_close(socket);
+            }
+        }
+        Err(why) => handshake_failed(peer.ip(), &why),
+    }
+}
+
+/// How a connection's requests ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The server decided to close after its answer: linger, then close.
+    Linger,
+    /// The client left, or the connection broke: nothing more to say.
+    Gone,
+}
+
+/// Serves requests on `stream` until either side ends the connection.
+fn serve_requests<S: Stream>(
+    shared: &Shared,
+    tracked: &Tracked,
+    peer: SocketAddr,
+    stream: &mut S,
+) -> End {
     let mut buf = Vec::new();
     let mut out = Vec::new();
     // `waiting_since` was set by `admit`, and is set again after each
     // response: never just before a read, where it could overwrite the
     // acceptor's claim.
     loop {
-        let read = read_request(&mut stream, &mut buf, limits, peer.ip());
+        let read = read_request(stream, &mut buf, &shared.limits, peer.ip());
         // Claimed by the acceptor to make room (see `evict_longest_waiting`):
         // the socket is shut, so there is no one to answer, even if a whole
         // request arrived; and under a flood a warning per eviction would
         // flood the log too.
         if !tracked.stop_waiting() {
-            return;
+            return End::Gone;
         }
         let stopping = shared.shutdown.is_stopping();
-        let (response, keep_alive, to_head) = match read {
-            Ok(None) => return,
+        let (mut response, keep_alive, to_head) = match read {
+            Ok(None) => return End::Gone,
             Ok(Some(mut request)) => {
                 request.request_id = shared.ids.for_client(request.header("x-request-id"));
                 let mut response = respond(shared, &request);
@@ -473,6 +537,9 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
                 (response, false, rejected.head)
             }
         };
+        if let Some(hsts) = &shared.transport.hsts {
+            response.set_header("Strict-Transport-Security", hsts.as_str());
+        }
         out.clear();
         response.write_into(
             &mut out,
@@ -480,12 +547,15 @@ fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
             &crate::time::http_date(crate::time::unix_now()),
             to_head,
         );
-        if stream.write_all(&out).is_err() {
-            return;
+        if stream
+            .write_all(&out)
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            return End::Gone;
         }
         if !keep_alive {
-            linger_close(stream);
-            return;
+            return End::Linger;
         }
         tracked
             .waiting_since
