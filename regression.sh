@@ -15,6 +15,9 @@
 #
 # Environment:
 #   BASE_URL          scheme://host:port of the server (default http://localhost:8080)
+#   CACERT            a PEM file of the CA that signed an HTTPS server's
+#                     certificate (curl's --cacert, and Python's for the raw
+#                     requests), for a BASE_URL of https:// with a private CA.
 #   MAIL_COMMAND      a shell command that prints the newest mail bodies for
 #                     the recipient given as its first argument, newest
 #                     first; it runs as `bash -c "$MAIL_COMMAND" _ EMAIL`, so
@@ -93,6 +96,10 @@ BASE_URL="${BASE_URL%/}"
 SHORT_TTL="${EXPECT_SHORT_TTL:-0}"
 SLOW="${SLOW_CHECKS:-0}"
 MAIL_COMMAND="${MAIL_COMMAND:-}"
+# Read by the Python snippets too.
+export CACERT="${CACERT:-}"
+tls_args=()
+[[ -n $CACERT ]] && tls_args=(--cacert "$CACERT")
 MAILPIT_URL="${MAILPIT_URL:-}"
 MAILPIT_URL="${MAILPIT_URL%/}"
 if [[ -n $MAIL_COMMAND && -n $MAILPIT_URL ]]; then
@@ -142,7 +149,7 @@ req() {
     shift 2
     : >"$TMP/headers"
     : >"$TMP/body"
-    STATUS=$(curl -sS --max-time 30 -A "$UA" -X "$method" \
+    STATUS=$(curl -sS --max-time 30 -A "$UA" -X "$method" "${tls_args[@]}" \
         -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' \
         "$@" "$BASE_URL$path" 2>"$TMP/curl.err")
     [[ -n $STATUS ]] || STATUS=000
@@ -172,7 +179,7 @@ raw_req() {
     : >"$TMP/headers"
     : >"$TMP/body"
     STATUS=$("$PYTHON" - "$BASE_URL" "$1" "$TMP/headers" "$TMP/body" <<'PY' 2>"$TMP/curl.err"
-import socket, ssl, sys, urllib.parse
+import os, socket, ssl, sys, urllib.parse
 
 base, request_file, headers_file, body_file = sys.argv[1:5]
 url = urllib.parse.urlsplit(base)
@@ -181,7 +188,8 @@ with open(request_file, "rb") as f:
     data = f.read().replace(b"@HOST@", url.netloc.encode())
 sock = socket.create_connection((url.hostname, port), timeout=30)
 if url.scheme == "https":
-    sock = ssl.create_default_context().wrap_socket(sock, server_hostname=url.hostname)
+    context = ssl.create_default_context(cafile=os.environ.get("CACERT") or None)
+    sock = context.wrap_socket(sock, server_hostname=url.hostname)
 try:
     sock.sendall(data)
 except OSError:
@@ -579,7 +587,7 @@ flood() {
     : >"$TMP/headers"
     : >"$TMP/body"
     out=$("$PYTHON" - "$BASE_URL" "$UA" "$(email flood)" "$1" "$TMP/headers" "$TMP/body" <<'PY' 2>"$TMP/curl.err"
-import http.client, json, sys, urllib.parse
+import http.client, json, os, ssl, sys, urllib.parse
 
 base, ua, email, limit, headers_file, body_file = sys.argv[1:7]
 url = urllib.parse.urlsplit(base)
@@ -594,7 +602,11 @@ conn = None
 def send():
     global conn
     if conn is None:
-        conn = connection_class(url.hostname, port, timeout=30)
+        if https:
+            context = ssl.create_default_context(cafile=os.environ.get("CACERT") or None)
+            conn = connection_class(url.hostname, port, timeout=30, context=context)
+        else:
+            conn = connection_class(url.hostname, port, timeout=30)
     conn.request("POST", url.path + "/auth/login", body=body, headers=headers)
     reply = conn.getresponse()
     return reply, reply.read()
@@ -642,6 +654,14 @@ while :; do
     fi
     sleep 1
 done
+if [[ $BASE_URL == https://* ]]; then
+    hsts=$(header Strict-Transport-Security)
+    if [[ $hsts =~ ^max-age=[0-9]+$ ]]; then
+        pass "HTTPS answers carry Strict-Transport-Security ($hsts)"
+    else
+        fail "HTTPS answers carry Strict-Transport-Security" "max-age=N" "'$hsts'"
+    fi
+fi
 
 # ---------------------------------------------------------------------------
 # HTTP layer

@@ -37,6 +37,7 @@
 //! HTTP/2 or response streaming: every body here is a small JSON document.
 
 mod chunked;
+mod closing;
 mod head;
 mod parse;
 mod request;
@@ -45,9 +46,10 @@ mod response;
 mod server;
 mod tls;
 
+pub use closing::Shutdown;
 pub use request::{Request, Version};
 pub use response::{Response, reason_phrase};
-pub use server::{Limits, Shutdown, Transport, bind, serve};
+pub use server::{Limits, Transport, bind, serve};
 pub use tls::{Certificates, TlsError, pinned_client};
 
 /// Largest accepted request head (request line and header fields), in bytes.

@@ -38,6 +38,7 @@
 //! bounded before parsing; hashing runs on threads of its own
 //! ([`crate::limits::HashGate`]).
 
+use super::closing::{Shutdown, linger_close, refuse};
 use super::parse::{Stream, read_request};
 use super::request::Request;
 use super::request_id::RequestIds;
@@ -46,10 +47,9 @@ use super::tls::{Certificates, TlsStream, handshake_failed};
 use crate::error::ApiError;
 use crate::log;
 use serde_json::json;
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,12 +60,6 @@ const STACK_SIZE: usize = 512 * 1024;
 /// Pause after an accept error, so a persistent one (out of file descriptors)
 /// does not spin the acceptor.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
-/// After the server decides to close, how long it keeps reading and
-/// discarding what the client still sends, so that unread input does not turn
-/// the close into a TCP reset that destroys the response in flight.
-const LINGER: Duration = Duration::from_millis(500);
-/// Most bytes discarded while lingering.
-const LINGER_BYTES: usize = 64 * 1024;
 
 /// The connection limits and deadlines, from configuration.
 #[derive(Debug, Clone)]
@@ -118,41 +112,6 @@ pub struct Transport {
 /// The application: turns a request into a response. Errors are already
 /// responses by the time they get here (see [`crate::router`]).
 pub type App = dyn Fn(&Request) -> Response + Send + Sync;
-
-/// Asks a running [`serve`] to stop, from any thread (a signal handler's
-/// thread, a test).
-pub struct Shutdown {
-    stopping: AtomicBool,
-    /// The listener's address, to wake the acceptor out of `accept`.
-    wake: Mutex<Option<SocketAddr>>,
-    grace: Duration,
-}
-
-impl Shutdown {
-    /// A trigger whose [`serve`] lets requests in flight run for up to
-    /// `grace` after it is pulled.
-    pub fn new(grace: Duration) -> Shutdown {
-        Shutdown {
-            stopping: AtomicBool::new(false),
-            wake: Mutex::new(None),
-            grace,
-        }
-    }
-
-    /// Starts the shutdown. Idempotent.
-    pub fn trigger(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // The acceptor blocks in accept(); one connection wakes it up to
-        // see the flag.
-        if let Some(addr) = *lock(&self.wake) {
-            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
-        }
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-}
 
 /// Serves `app` on `listener` until `shutdown` is triggered, then drains:
 /// returns once every connection has closed or the grace period is over.
@@ -414,36 +373,6 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Answers 503 `overloaded` on the acceptor thread and closes. The socket is
-/// non-blocking so a client that does not read cannot stall the acceptor;
-/// a fresh socket's send buffer always has room for these few hundred bytes.
-fn refuse(mut stream: TcpStream, request_id: &str) {
-    log::warn(
-        "connection refused: at MAX_CONNECTIONS",
-        &[("request_id", request_id.into())],
-    );
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    // Whatever request already arrived is read first, so that closing with
-    // unread input does not reset the connection before the 503 is read.
-    let mut sink = [0u8; 4096];
-    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-    let mut out = Vec::with_capacity(512);
-    let mut response = ApiError::Overloaded.to_response(request_id);
-    response.set_header("X-Request-Id", request_id);
-    // Unread, the request might be a HEAD; this answer closes the
-    // connection, so a body the client does not expect harms nothing.
-    response.write_into(
-        &mut out,
-        false,
-        &crate::time::http_date(crate::time::unix_now()),
-        false,
-    );
-    let _ = stream.write_all(&out);
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-}
-
 /// Serves one connection until either side closes it: over TLS after its
 /// handshake (within `HEADER_TIMEOUT_MS` of the accept), or plain.
 fn serve_connection(shared: &Shared, tracked: &Tracked, peer: SocketAddr) {
@@ -613,28 +542,6 @@ fn log_rejected(error: &ApiError, peer: IpAddr, request_id: &str) {
             ("client", peer.to_string().into()),
         ],
     );
-}
-
-/// Closes a connection the server decided to end: stops sending, then reads
-/// and discards what the client still sends for a short while, so the
-/// response is not lost to a reset. Bounded in time and bytes.
-fn linger_close(mut stream: &TcpStream) {
-    if stream.shutdown(std::net::Shutdown::Write).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 4096];
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
-        }
-    }
 }
 
 #[cfg(test)]
