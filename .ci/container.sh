@@ -230,7 +230,7 @@ compose_hardening() {
     secrets=$(podman volume inspect --format '{{.Mountpoint}}' "${PROJECT}_secrets")
     for ctr in $(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT"); do
         env=$(podman inspect --format '{{range .Config.Env}}{{println .}}{{end}}{{json .Config.Healthcheck}}{{json .Config.Cmd}}' "$ctr")
-        for file in token_secret password_pepper db_password; do
+        for file in token_secret password_pepper data_encryption_key db_password; do
             value=$(cat "$secrets/$file")
             [[ ${#value} -ge 32 ]] || fail "secret $file is ${#value} characters"
             if [[ $env == *"$value"* ]]; then
@@ -240,7 +240,7 @@ compose_hardening() {
         done
     done
     ((leaked == 0)) || fail "a secret is in a container's environment, health check or command"
-    for file in token_secret token_secrets_previous password_pepper database_url; do
+    for file in token_secret token_secrets_previous password_pepper data_encryption_key database_url; do
         [[ $(stat -c '%u %a' "$secrets/$file") == "65532 400" ]] || fail "$file is not 0400 and owned by 65532"
     done
     for file in db_password db_client.cnf; do
