@@ -150,8 +150,12 @@ run() {
 started=$SECONDS
 # GET /openapi.json is left out unless a filter names it, since it serves the
 # schema itself; hence a list of what to include rather than of what to leave out.
+# One worker: with two, Hypothesis's threads race in CPython 3.11's ast and
+# linecache (a "Runtime Error" of the tool, SystemError: AST constructor
+# recursion depth mismatch, seen once in CI), which fails the run while
+# every request passed.
 run "every operation that keeps the token alive" "$main_token" "$MAX_EXAMPLES" \
-    --workers 2 \
+    --workers 1 \
     --include-operation-id healthz \
     --include-operation-id metrics \
     --include-operation-id openapi \

@@ -267,7 +267,7 @@ impl Db {
     }
 
     /// Refreshes the session `presented` names: see the module docs and
-    /// [`decide`]. The row is read, then a rotation is one conditional
+    /// `decide`. The row is read, then a rotation is one conditional
     /// write, which goes ahead only if the generation is still the one
     /// presented (and the session still live), so of parallel refreshes
     /// exactly one rotates; the others read the row again and decide anew.

@@ -16,7 +16,7 @@ use crate::{log, time};
 use serde_json::json;
 
 /// `POST /auth/login {email, password}`: verifies the password, records a
-/// session and returns its tokens ([`tokens_response`]). For an account
+/// session and returns its tokens (`tokens_response`). For an account
 /// with two-factor login, the right password opens no session yet: the
 /// answer is the second step's `mfa_token` (`super::mfa`).
 ///

@@ -1,5 +1,5 @@
 //! The endpoint handlers: plain functions from a [`Context`] and a parsed
-//! [`Request`] to a [`Response`] or an [`ApiError`].
+//! [`Request`] to a [`Response`](crate::http::Response) or an [`ApiError`].
 //!
 //! Handlers hold the API's rules; SQL stays in [`crate::db`], protocol detail
 //! in [`crate::http`], and error bodies in [`crate::error`]. Each handler reads

@@ -61,7 +61,7 @@ pub fn reset_page(ctx: &Context, request: &Request) -> Result<Response, ApiError
 /// help: 422 when the two passwords differ or the password breaks a rule
 /// (in the rule's words); 400 when the link no longer works; 429 past the
 /// rate limits and 503 when busy (with `Retry-After`); 400 for a body that
-/// is not a well-formed form with the three fields (see [`Form`]).
+/// is not a well-formed form with the three fields (see `Form`).
 pub fn reset_submit(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     if let Err(e) = rate_limit(ctx, request) {
         let form = Form::from_body(request).ok();
