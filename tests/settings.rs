@@ -1,5 +1,5 @@
 //! The settings the server reads are the ones its documents list: every
-//! variable `src/config.rs` reads has a row in the README's configuration
+//! variable `src/config.rs` (and its `src/config/` files) reads has a row in the README's configuration
 //! table, a line in `.env.example`, and a pass-through in
 //! `docker-compose.yml`, unless the compose file fixes it itself (the
 //! secrets, which it generates, and the listen addresses). A setting added
@@ -34,10 +34,21 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Every quoted upper-case name in `src/config.rs` outside its tests.
+/// Every quoted upper-case name in `src/config.rs` and `src/config/*.rs`,
+/// outside their tests.
 fn settings() -> BTreeSet<String> {
-    let source = read("src/config.rs");
-    let code = source.split("#[cfg(test)]").next().unwrap();
+    let dir = format!("{}/src/config", env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec!["src/config.rs".to_string()];
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".rs") {
+            files.push(format!("src/config/{name}"));
+        }
+    }
+    let code: String = files
+        .iter()
+        .map(|file| read(file).split("#[cfg(test)]").next().unwrap().to_string())
+        .collect();
     let mut names = BTreeSet::new();
     for piece in code.split('"').skip(1).step_by(2) {
         let is_name = piece.len() > 2
@@ -51,7 +62,7 @@ fn settings() -> BTreeSet<String> {
     }
     assert!(
         names.len() > 40 && names.contains("DATABASE_URL"),
-        "found too few settings in src/config.rs: {names:?}"
+        "found too few settings in src/config*: {names:?}"
     );
     names
 }
