@@ -6,13 +6,12 @@
 mod common;
 
 use common::{
-    ADMIN, ADMIN_PASSWORD, Client, Reply, Server, TestDb, cli, final_log, free_port, login,
-    login_reply, register, spawn, wait_exit, wait_for_mail, wait_for_mail_worker,
+    ADMIN, ADMIN_PASSWORD, Client, Reply, Server, TestDb, cli, free_port, login, login_reply,
+    register, wait_for_mail, wait_for_mail_worker,
 };
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 const PASSWORD: &str = ADMIN_PASSWORD;
 const WRONG: &str = "incorrect horse battery staple";
@@ -133,19 +132,7 @@ fn half_or_weak_admin_settings_stop_the_start_with_the_setting_named() {
             "ADMIN_PASSWORD",
         ),
     ] {
-        let mut vars = vec![
-            ("DATABASE_URL".to_string(), db.url()),
-            ("TOKEN_SECRET".to_string(), common::TEST_SECRET.to_string()),
-            ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
-        ];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let (mut child, log) = spawn(&vars, &[], None);
-        assert_eq!(
-            wait_exit(&mut child, Duration::from_secs(10)),
-            Some(1),
-            "{env:?}"
-        );
-        let log = final_log(&log);
+        let log = common::failed_start(&db, &env);
         assert!(log.contains(named), "{env:?}: {log}");
         assert!(
             !log.contains(PASSWORD) && !log.contains("\"short\""),

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    ADMIN, ADMIN_PASSWORD, Reply, Server, TestDb, login, login_reply, register, wait_for_mail,
+    ADMIN, ADMIN_PASSWORD, Reply, Server, TestDb, audit_types, login, login_reply, register,
+    wait_for_mail,
 };
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
@@ -24,19 +25,6 @@ fn admin_server() -> (Server, String) {
         .start();
     let token = login(&server, ADMIN, PASSWORD);
     (server, token)
-}
-
-/// The types of the events about `user_id`, oldest first, straight from
-/// the table.
-fn types_of(server: &Server, user_id: u64) -> Vec<String> {
-    server
-        .db
-        .conn()
-        .exec(
-            "SELECT type FROM audit_events WHERE user_id = ? ORDER BY id",
-            (user_id,),
-        )
-        .unwrap()
 }
 
 fn events(reply: &Reply) -> Vec<Value> {
@@ -89,7 +77,7 @@ fn each_action_writes_its_event_with_the_requests_origin() {
     drop(token);
 
     assert_eq!(
-        types_of(&server, id),
+        audit_types(&server, id),
         [
             "user_registered",
             "login_failed",
@@ -168,7 +156,10 @@ fn an_unknown_address_is_recorded_as_tried_and_a_refused_change_writes_nothing()
     server
         .json("POST", "/auth/password", &change)
         .assert_problem(401, "wrong_password");
-    assert_eq!(types_of(&server, id), ["user_registered", "login_failed"]);
+    assert_eq!(
+        audit_types(&server, id),
+        ["user_registered", "login_failed"]
+    );
     for bad in ["type=nonsense", "user_id=x", "limit=0", "colour=red"] {
         server
             .get_auth(&format!("/admin/audit?{bad}"), &admin)
@@ -268,5 +259,5 @@ fn events_older_than_the_retention_are_purged() {
         .start();
     // The housekeeping runs at start-up.
     assert!(server.wait_for_log("expired sessions purged", Duration::from_secs(10)));
-    assert_eq!(types_of(&server, id), ["user_registered"]);
+    assert_eq!(audit_types(&server, id), ["user_registered"]);
 }

@@ -11,8 +11,8 @@ mod common;
 
 use common::totp::{base32_decode, code_at, fresh_step, step_now};
 use common::{
-    ADMIN, ADMIN_PASSWORD, Reply, Server, TestDb, login, login_reply, register, token_in,
-    wait_for_mail, wait_for_mail_of, wait_for_mail_worker,
+    ADMIN, ADMIN_PASSWORD, Reply, Server, TestDb, audit_types, login, login_reply, register,
+    token_in, wait_for_mail, wait_for_mail_of, wait_for_mail_worker,
 };
 use mysql::prelude::Queryable;
 use serde_json::{Value, json};
@@ -93,17 +93,6 @@ fn second_step(server: &Server, mfa_token: &str, member: &str, code: &str) -> Re
         "/auth/login/mfa",
         &json!({"mfa_token": mfa_token, member: code}),
     )
-}
-
-fn types_of(server: &Server, user_id: u64) -> Vec<String> {
-    server
-        .db
-        .conn()
-        .exec(
-            "SELECT type FROM audit_events WHERE user_id = ? ORDER BY id",
-            (user_id,),
-        )
-        .unwrap()
 }
 
 #[test]
@@ -298,7 +287,7 @@ fn an_mfa_token_expires_dies_after_five_wrong_codes_and_a_new_password_voids_it(
     );
     second_step(&server, &token, "code", &good(1)).assert_problem(401, "invalid_mfa_token");
     assert_eq!(
-        types_of(&server, account.id)
+        audit_types(&server, account.id)
             .iter()
             .filter(|t| *t == "mfa_failed")
             .count(),
@@ -348,7 +337,7 @@ fn recovery_codes_work_once_and_a_new_set_voids_the_old() {
         second_step(&server, &token, "recovery_code", &fresh[0]).status,
         200
     );
-    let types = types_of(&server, account.id);
+    let types = audit_types(&server, account.id);
     assert_eq!(
         types.iter().filter(|t| *t == "recovery_code_used").count(),
         2,

@@ -10,7 +10,7 @@
 mod common;
 
 use common::smtp::TestCa;
-use common::{Server, TEST_SECRET, TestDb, final_log, spawn, wait_exit};
+use common::{Server, TestDb, spawn, wait_exit};
 use proptest::prelude::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -352,19 +352,7 @@ fn tls_settings_that_cannot_work_stop_the_start_naming_the_setting() {
             "TLS_CERT_FILE",
         ),
     ] {
-        let mut vars = vec![
-            ("DATABASE_URL".to_string(), db.url()),
-            ("TOKEN_SECRET".to_string(), TEST_SECRET.to_string()),
-            ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
-        ];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let (mut child, log) = spawn(&vars, &[], None);
-        assert_eq!(
-            wait_exit(&mut child, Duration::from_secs(10)),
-            Some(1),
-            "{env:?}"
-        );
-        let log = final_log(&log);
+        let log = common::failed_start(&db, &env);
         let line = log
             .lines()
             .find(|l| l.contains("invalid configuration"))

@@ -268,13 +268,16 @@ impl Db {
                 "DELETE FROM mfa_totp WHERE user_id = :uid",
                 params! { "uid" => user_id },
             )?;
-            delete_codes(tx, &codes)?;
-            for hash in &challenges {
-                tx.exec_drop(
-                    "DELETE FROM mfa_challenges WHERE token_hash = :hash",
-                    params! { "hash" => hash },
-                )?;
-            }
+            delete_each(
+                tx,
+                "DELETE FROM mfa_recovery_codes WHERE code_hash = :hash",
+                &codes,
+            )?;
+            delete_each(
+                tx,
+                "DELETE FROM mfa_challenges WHERE token_hash = :hash",
+                &challenges,
+            )?;
             tx.exec_drop(
                 "UPDATE users SET mfa_enabled_at = NULL WHERE id = :uid",
                 params! { "uid" => user_id },
@@ -449,7 +452,11 @@ fn replace_recovery_codes(
     new: &[[u8; 32]],
     now: u64,
 ) -> mysql::Result<()> {
-    delete_codes(tx, old)?;
+    delete_each(
+        tx,
+        "DELETE FROM mfa_recovery_codes WHERE code_hash = :hash",
+        old,
+    )?;
     for hash in new {
         tx.exec_drop(
             "INSERT INTO mfa_recovery_codes (code_hash, user_id, created_at)
@@ -460,14 +467,12 @@ fn replace_recovery_codes(
     Ok(())
 }
 
-/// Deletes the recovery codes `hashes`, by primary key as they were read
-/// (a delete by account would take gap locks, see `replace_verify_token`).
-fn delete_codes(tx: &mut Transaction<'_>, hashes: &[Vec<u8>]) -> mysql::Result<()> {
+/// Runs `statement` (a delete by primary key, `:hash`) for each of `hashes`,
+/// as they were read: a delete by account would take gap locks (see
+/// `replace_verify_token`).
+fn delete_each(tx: &mut Transaction<'_>, statement: &str, hashes: &[Vec<u8>]) -> mysql::Result<()> {
     for hash in hashes {
-        tx.exec_drop(
-            "DELETE FROM mfa_recovery_codes WHERE code_hash = :hash",
-            params! { "hash" => hash },
-        )?;
+        tx.exec_drop(statement, params! { "hash" => hash })?;
     }
     Ok(())
 }

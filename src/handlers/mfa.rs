@@ -260,19 +260,13 @@ pub fn regenerate_recovery_codes(ctx: &Context, request: &Request) -> Result<Res
 pub fn disable(ctx: &Context, request: &Request) -> Result<Response, ApiError> {
     let (account, checked) = password_and_factor(ctx, request)?;
     let user_id = account.user.id;
-    let now = ctx.now();
-    let ip = ctx.client_ip(request).to_string();
-    let app = &ctx.config.app_name;
-    let used = |email: &str| texts::recovery_code_used(app, email, now, &ip);
-    if !ctx.db.spend_factor(user_id, checked.factor(), now, &used)? {
-        return Err(ApiError::InvalidMfaCode);
-    }
-    ctx.db.clear_login_failures(user_id)?;
-    let off = |email: &str| texts::mfa_disabled(app, email, now, &ip, false);
+    spend(ctx, request, user_id, &checked)?;
+    let (now, ip) = (ctx.now(), ctx.client_ip(request).to_string());
+    let off = |email: &str| texts::mfa_disabled(&ctx.config.app_name, email, now, &ip, false);
     if !ctx.db.disable_mfa(user_id, None, now, &off)? {
         return Err(ApiError::MfaNotEnabled);
     }
-    mail_queued(ctx, 1 + u64::from(checked.is_recovery()));
+    mail_queued(ctx, 1);
     log::info(
         "two-factor login turned off",
         &[("user_id", user_id.into())],
@@ -296,17 +290,28 @@ pub(super) fn require_factor(
     let given = optional_string_member(body, "code")?.ok_or(ApiError::MfaRequired)?;
     let user_id = account.user.id;
     let checked = check_factor(ctx, user_id, Given::Either(given))?;
-    let now = ctx.now();
-    let ip = ctx.client_ip(request).to_string();
-    let app = &ctx.config.app_name;
-    let used = |email: &str| texts::recovery_code_used(app, email, now, &ip);
+    spend(ctx, request, user_id, &checked)
+}
+
+/// Spends a checked factor outside login (401 `invalid_mfa_code` if it was
+/// spent meanwhile): a recovery code's use is mailed, a secret sealed under
+/// a previous key is sealed again, and the account's failed attempts are
+/// cleared.
+fn spend(
+    ctx: &Context,
+    request: &Request,
+    user_id: u64,
+    checked: &Checked,
+) -> Result<(), ApiError> {
+    let (now, ip) = (ctx.now(), ctx.client_ip(request).to_string());
+    let used = |email: &str| texts::recovery_code_used(&ctx.config.app_name, email, now, &ip);
     if !ctx.db.spend_factor(user_id, checked.factor(), now, &used)? {
         return Err(ApiError::InvalidMfaCode);
     }
     if checked.is_recovery() {
         mail_queued(ctx, 1);
     }
-    reseal_if_rotated(ctx, user_id, &checked);
+    reseal_if_rotated(ctx, user_id, checked);
     ctx.db.clear_login_failures(user_id)?;
     Ok(())
 }

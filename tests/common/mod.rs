@@ -808,6 +808,39 @@ pub fn token_in(body: &str, base: &str) -> String {
     token
 }
 
+/// The types of the audit events about `user_id`, oldest first, straight
+/// from the table.
+pub fn audit_types(server: &Server, user_id: u64) -> Vec<String> {
+    use mysql::prelude::Queryable;
+    server
+        .db
+        .conn()
+        .exec(
+            "SELECT type FROM audit_events WHERE user_id = ? ORDER BY id",
+            (user_id,),
+        )
+        .unwrap()
+}
+
+/// Starts the binary on `db` with the least it needs and `env`, which must
+/// stop the start (exit 1); its log.
+#[track_caller]
+pub fn failed_start(db: &TestDb, env: &[(&str, &str)]) -> String {
+    let mut vars = vec![
+        ("DATABASE_URL".to_string(), db.url()),
+        ("TOKEN_SECRET".to_string(), TEST_SECRET.to_string()),
+        ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
+    ];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let (mut child, log) = spawn(&vars, &[], None);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)),
+        Some(1),
+        "{env:?}"
+    );
+    final_log(&log)
+}
+
 /// Registers `email` with `password`; returns the new user's id.
 #[track_caller]
 pub fn register(server: &Server, email: &str, password: &str) -> u64 {
